@@ -1,0 +1,148 @@
+"""The micro-batcher: a bounded queue in front of one inference thread.
+
+Requests enqueue one image each; a single worker gathers up to `max_batch` of them (waiting at most
+`max_wait_s` for company), runs the model off the event loop, and hands each request its row. A full
+queue answers 503 at once; an image that waited past its deadline, or whose client left, is dropped
+before it costs a model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.errors import DeadlineExceeded, InferenceFailed, Overloaded
+
+
+@dataclass
+class _Job:
+    image: np.ndarray
+    deadline: float
+    enqueued: float = field(default_factory=time.monotonic)
+    future: asyncio.Future[BatchResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One image's probabilities and where its time went."""
+
+    probabilities: np.ndarray
+    queue_s: float
+    inference_s: float
+    batch_size: int
+
+
+class MicroBatcher:
+    """Bounded, deadline-aware batching of single-image requests into model calls."""
+
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._infer = infer
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._worker: asyncio.Task[None] | None = None
+        self._on_batch = on_batch
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker; anything still queued is answered 503."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(Overloaded("The service is shutting down."))
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, image: np.ndarray, timeout_s: float) -> BatchResult:
+        """Queue one model input; raises Overloaded when the queue is full."""
+        job = _Job(image=image, deadline=time.monotonic() + timeout_s)
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise Overloaded("Too many images are waiting for the model; retry shortly.") from None
+        return await job.future
+
+    async def _collect(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        give_up_at = time.monotonic() + self.max_wait_s
+        while len(jobs) < self.max_batch:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0 and self._queue.empty():
+                break
+            try:
+                jobs.append(
+                    self._queue.get_nowait()
+                    if not self._queue.empty()
+                    else await asyncio.wait_for(self._queue.get(), remaining)
+                )
+            except TimeoutError:
+                break
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._collect()
+            now = time.monotonic()
+            live = []
+            for job in jobs:
+                if job.future.done():  # the client went away (its task was cancelled)
+                    continue
+                if now > job.deadline:
+                    job.future.set_exception(
+                        DeadlineExceeded("The request waited too long for the model; retry.")
+                    )
+                    continue
+                live.append(job)
+            if not live:
+                continue
+            batch = np.stack([job.image for job in live])
+            started = time.monotonic()
+            try:
+                probabilities = await loop.run_in_executor(self._executor, self._infer, batch)
+            except Exception as exc:
+                failure = InferenceFailed("The model failed on this request.")
+                failure.__cause__ = exc
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(failure)
+                continue
+            finished = time.monotonic()
+            if self._on_batch is not None:
+                self._on_batch(len(live))
+            for job, row in zip(live, probabilities, strict=True):
+                if not job.future.done():
+                    job.future.set_result(
+                        BatchResult(
+                            probabilities=row,
+                            queue_s=started - job.enqueued,
+                            inference_s=finished - started,
+                            batch_size=len(live),
+                        )
+                    )

@@ -1,0 +1,53 @@
+"""Service settings: environment variables with the `POSTER_` prefix, validated at startup."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob an operator has. Each field is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="POSTER_", extra="ignore")
+
+    model_store: Path = Field(PROJECT_ROOT / "model_store", description="model store root")
+    model_name: str = Field("poster-genres", description="model folder inside the store")
+    model_version: str | None = Field(None, description="version folder; default: the newest")
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535)
+    shutdown_grace_s: float = Field(20.0, gt=0, description="in-flight requests get this long")
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="body limit of /predict")
+    max_batch_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="of /predict/batch")
+    max_batch_files: int = Field(32, ge=1, description="files per /predict/batch request")
+    max_image_pixels: int = Field(16_000_000, gt=0, description="declared width x height limit")
+
+    max_batch_size: int = Field(16, ge=1, le=256, description="images per model call")
+    max_batch_wait_ms: float = Field(5.0, ge=0, description="wait for more images to batch")
+    max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond: 503")
+    decode_workers: int = Field(2, ge=1, description="images decoded at once")
+    request_deadline_s: float = Field(10.0, gt=0, description="queued longer than this: 503")
+
+    default_top_k: int = Field(3, ge=1)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    api_key: SecretStr | None = Field(None, description="when set, /predict needs it")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if "*" in self.cors_origins:
+            raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,143 @@
+"""The single "bytes of a poster -> model input" implementation, shared by training and serving.
+
+`poster_to_input` is the contract. `decode_poster` and `to_model_input` are its two stages, exposed so
+the service can time them separately; composing them is exactly `poster_to_input`.
+
+How user uploads are normalised (pinned by tests):
+- The format is judged by the bytes, never by a file name or Content-Type. JPEG, PNG, WebP and GIF are
+  decoded; TIFF, BMP, PSD, EPS/PostScript, ICO, JPEG 2000 and HEIF/AVIF are recognised and refused;
+  anything else is not an image.
+- The declared pixel count is checked from the header, before any pixel is decoded.
+- EXIF orientation is applied; animated images use their first frame.
+- Transparency (RGBA, LA, palette with transparency) is composited over white, as posters are printed.
+- Grayscale and palette images become RGB; CMYK uses Pillow's CMYK->RGB conversion; 16-bit and 32-bit
+  integer images are scaled linearly to 8 bits (value / 257).
+- The RGB image is resized (stretched, like the original tutorial) to 400x400 with Pillow's bilinear
+  filter and scaled to float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from app.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
+
+INPUT_SIZE = 400
+INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
+DEFAULT_MAX_PIXELS = 16_000_000
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+
+# Formats we recognise by magic bytes and refuse (415) without handing them to any decoder.
+_REFUSED_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"BM", 0, "BMP"),
+    (b"8BPS", 0, "PSD"),
+    (b"%!PS", 0, "EPS"),
+    (b"\xc5\xd0\xd3\xc6", 0, "EPS"),
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG2000"),
+    (b"\xff\x4f\xff\x51", 0, "JPEG2000"),
+    (b"ftypheic", 4, "HEIF"),
+    (b"ftypheix", 4, "HEIF"),
+    (b"ftypmif1", 4, "HEIF"),
+    (b"ftypavif", 4, "AVIF"),
+    (b"qoif", 0, "QOI"),
+)
+
+PREPROCESSING_SPEC = {
+    "input_shape": list(INPUT_SHAPE),
+    "dtype": "float32",
+    "range": [0.0, 1.0],
+    "resize": "stretch to 400x400, Pillow bilinear",
+    "alpha": "composited over white",
+    "orientation": "EXIF applied",
+    "animated": "first frame",
+    "formats": list(ALLOWED_FORMATS),
+}
+
+
+@dataclass(frozen=True)
+class DecodedPoster:
+    """An upload decoded to 8-bit RGB, with what the client sent."""
+
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+
+
+def _refused_format(data: bytes) -> str | None:
+    for signature, offset, name in _REFUSED_SIGNATURES:
+        if data[offset : offset + len(signature)] == signature:
+            return name
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 1.0 if mode == "F" else 257.0
+        eight_bit = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(eight_bit).convert("RGB")
+    if (mode == "P" and "transparency" in image.info) or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPoster:
+    """Decode uploaded bytes into an RGB image, or raise one of `app.errors.DECODE_ERRORS`."""
+    if not data:
+        raise EmptyFile("The uploaded file is empty.")
+    refused = _refused_format(data)
+    if refused:
+        raise UnsupportedFormat(f"{refused} images are not supported; send JPEG, PNG, WebP or GIF.")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below is stricter; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"The image declares too many pixels (limit {max_pixels}).") from exc
+    except Exception as exc:
+        raise InvalidImage("The file is not a readable JPEG, PNG, WebP or GIF image.") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}."
+        )
+    if width < 1 or height < 1:
+        raise InvalidImage("The image has no pixels.")
+    fmt = image.format or "UNKNOWN"
+    try:
+        if fmt == "JPEG":
+            # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the poster is far larger than needed.
+            image.draft("RGB", (INPUT_SIZE, INPUT_SIZE))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        rgb = _to_rgb(image)
+        rgb.load()
+    except Exception as exc:
+        raise InvalidImage("The image is corrupt or truncated and cannot be decoded.") from exc
+    return DecodedPoster(image=rgb, format=fmt, width=width, height=height)
+
+
+def to_model_input(image: Image.Image) -> np.ndarray:
+    """Resize an RGB image to the model's input: float32 (400, 400, 3) in [0, 1]."""
+    resized = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+
+
+def poster_to_input(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes of a poster -> model input. The one function training and serving both rely on."""
+    return to_model_input(decode_poster(data, max_pixels=max_pixels).image)

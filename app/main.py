@@ -1,0 +1,108 @@
+"""The FastAPI application: `create_app(settings)`, and `app` for `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.classifier import GenreClassifier
+from app.config import Settings, get_settings
+from app.error_handlers import error_response, install_error_handlers
+from app.metrics import ServiceMetrics
+from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.model_store import ModelStoreError, load_version, resolve_version_dir
+from app.routes import health, info, predict
+from app.service import PredictionService
+
+logger = logging.getLogger("app")
+
+
+def load_service(settings: Settings, metrics: ServiceMetrics) -> PredictionService:
+    """Verify and load the configured model version, then warm up every batch shape."""
+    path = resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
+    classifier = GenreClassifier(load_version(path), max_batch=settings.max_batch_size)
+    started = time.perf_counter()
+    classifier.warm_up()
+    logger.info(
+        "loaded %s/%s from %s; warmed up batch sizes %s in %.1f s",
+        classifier.name,
+        classifier.version,
+        path,
+        list(classifier.buckets),
+        time.perf_counter() - started,
+    )
+    return PredictionService(classifier, settings, metrics)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    try:
+        service = load_service(settings, app.state.metrics)
+    except ModelStoreError as exc:
+        # The one line an operator needs; then startup fails and the process exits non-zero.
+        logger.critical("cannot serve: %s", exc)
+        raise SystemExit(f"cannot serve: {exc}") from None
+    await service.start()
+    app.state.service = service
+    try:
+        yield
+    finally:
+        await service.stop()
+        app.state.service = None
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("app").setLevel(level)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the model is loaded by the lifespan, never at import."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    metrics = ServiceMetrics()
+    app = FastAPI(
+        title="poster-genres",
+        summary="Which of the genres a movie belongs to, from its poster.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.started = time.monotonic()
+    app.state.service = None
+    install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(info.router)
+    app.include_router(health.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+            allow_credentials=False,
+        )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits={"/predict/batch": settings.max_batch_upload_bytes},
+        default=settings.max_upload_bytes,
+        respond=lambda scope, status, message: error_response(
+            status, "payload_too_large", message, scope.get("state", {}).get("request_id", "")
+        ),
+    )
+    app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` works without building (and reading settings for) an app at import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

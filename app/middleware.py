@@ -1,0 +1,133 @@
+"""Pure ASGI middleware: request ids with one structured log line each, and body-size limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("app.access")
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the client's, if it is safe to echo), then logs one JSON line.
+
+    The line has the request id, method, route, status, latency and the top genre when there is
+    one; never the image bytes.
+    """
+
+    def __init__(
+        self, app: ASGIApp, observe: Callable[[str, int, float], None] | None = None
+    ) -> None:
+        self.app = app
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        request_id = offered if _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if self.observe is not None:
+                self.observe(route, status, elapsed)
+            record = {
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "route": route,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 2),
+            }
+            if state.get("top_genre"):
+                record["top_genre"] = state["top_genre"]
+            access_log.info(json.dumps(record))
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the limit of {limit} bytes.")
+
+
+class BodyLimitMiddleware:
+    """Per-path request body limits, enforced while streaming, with or without Content-Length.
+
+    A declared Content-Length over the limit is answered before any of the body is read; otherwise
+    reading stops at the first chunk past the limit. Either way: 413 `payload_too_large`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: dict[str, int],
+        default: int,
+        respond: Callable[[Scope, int, str], Response],
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.default = default
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get(scope.get("path", ""), self.default)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, limit)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._reject(scope, receive, send, limit)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"The request body is larger than the limit of {limit} bytes."
+        response = self.respond(scope, 413, message)
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)

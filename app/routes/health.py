@@ -1,0 +1,54 @@
+"""Probes: /health/live never touches the model; /health and /health/ready say if we can serve."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.schemas import ErrorResponse, Health, Liveness
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health/live", response_model=Liveness)
+async def live() -> Liveness:
+    """The process is up and its event loop answers."""
+    return Liveness(status="alive")
+
+
+@router.get(
+    "/health/ready",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "loading or draining"}},
+)
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "loading or draining"}},
+)
+async def ready(request: Request) -> Response:
+    """200 when the model is loaded, warmed up and taking work; 503 with the reason otherwise."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        body = Health(status="loading", uptime_s=time.monotonic() - request.app.state.started)
+        return JSONResponse(body.model_dump(), status_code=503)
+    body = Health(
+        status=service.status,
+        model=service.classifier.name,
+        version=service.classifier.version,
+        uptime_s=round(service.uptime_s, 3),
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if service.status == "ok" else 503)
+
+
+@router.get(
+    "/metrics", responses={200: {"content": {"text/plain": {}}}, 500: {"model": ErrorResponse}}
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of the service's metrics."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,32 @@
+"""GET /genres and GET /model: what the loaded model knows."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.deps import ServiceDep
+from app.schemas import GenresResponse, ModelInfo
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/genres", response_model=GenresResponse)
+async def genres(service: ServiceDep) -> GenresResponse:
+    """The genres in model output order, with each one's decision threshold."""
+    return GenresResponse(genres=service.genres())
+
+
+@router.get("/model", response_model=ModelInfo)
+async def model_info(service: ServiceDep) -> ModelInfo:
+    """The served model's metadata: version, metrics, thresholds, input spec, preprocessing."""
+    loaded = service.classifier.loaded
+    metadata = dict(loaded.metadata)
+    metadata["split"] = {k: v for k, v in metadata.get("split", {}).items() if k != "ids"}
+    return ModelInfo(
+        name=loaded.name,
+        version=loaded.version,
+        genres=loaded.genres,
+        thresholds=[float(t) for t in loaded.thresholds],
+        input=metadata.get("input", {}),
+        metadata=metadata,
+    )

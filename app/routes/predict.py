@@ -1,0 +1,65 @@
+"""POST /predict and POST /predict/batch."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+
+from app.deps import ServiceDep, SettingsDep, require_api_key
+from app.errors import ServiceError, TooManyFiles
+from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+_ERRORS = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "empty_file or invalid_image",
+        401: "unauthorized (only when an API key is configured)",
+        413: "payload_too_large",
+        415: "unsupported_format",
+        422: "missing_file, image_too_large, too_many_files or invalid_parameter",
+        503: "overloaded, deadline_exceeded or draining (with Retry-After)",
+    }.items()
+}
+
+TopK = Annotated[int | None, Query(description="how many genres in top_k (1 to N; default 3)")]
+PosterFile = Annotated[UploadFile, File(description="a JPEG, PNG, WebP or GIF poster")]
+
+
+@router.post("/predict", response_model=Prediction, responses=_ERRORS)  # type: ignore[arg-type]
+async def predict(
+    request: Request, file: PosterFile, service: ServiceDep, top_k: TopK = None
+) -> Prediction:
+    """Genre probabilities for one poster."""
+    service.check_top_k(top_k)
+    prediction = await service.predict(await file.read(), top_k)
+    request.state.top_genre = prediction.top_k[0].genre
+    return prediction
+
+
+@router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)  # type: ignore[arg-type]
+async def predict_batch(
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="posters, in order")],
+    service: ServiceDep,
+    settings: SettingsDep,
+    top_k: TopK = None,
+) -> BatchPrediction:
+    """One entry per file, in order: a prediction, or the error that file alone would get."""
+    service.check_top_k(top_k)
+    if len(files) > settings.max_batch_files:
+        raise TooManyFiles(f"At most {settings.max_batch_files} files per request.")
+    request_id = request.state.request_id
+
+    async def one(upload: UploadFile) -> BatchItem:
+        try:
+            result = await service.predict(await upload.read(), top_k)
+        except ServiceError as exc:
+            error = ErrorBody(code=exc.code, message=exc.message, request_id=request_id)
+            return BatchItem(filename=upload.filename, error=error)
+        return BatchItem(filename=upload.filename, result=result)
+
+    return BatchPrediction(results=list(await asyncio.gather(*(one(f) for f in files))))

@@ -1,0 +1,95 @@
+"""Response models: what /docs declares and what every answer is validated against."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_image"], description="stable, machine-readable")
+    message: str = Field(description="for people")
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every 4xx and 5xx answer."""
+
+    error: ErrorBody
+
+
+class GenreScore(BaseModel):
+    genre: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+
+
+class Timings(BaseModel):
+    """Milliseconds per stage; the same stage names as in /metrics and the benchmark."""
+
+    decode: float
+    preprocess: float
+    queue: float
+    inference: float
+    total: float
+
+
+class Prediction(BaseModel):
+    model: str
+    version: str
+    probabilities: list[GenreScore] = Field(description="all genres, in model order")
+    top_k: list[GenreScore] = Field(description="the k most probable, most probable first")
+    predicted: list[GenreScore] = Field(
+        description="genres at or above their threshold (at most 3, never N/A), most probable "
+        "first; the single most probable genre when none passes"
+    )
+    image: ImageInfo
+    timings_ms: Timings
+    batch_size: int = Field(description="images in the model call that served this one")
+
+
+class BatchItem(BaseModel):
+    filename: str | None
+    result: Prediction | None = None
+    error: ErrorBody | None = None
+
+
+class BatchPrediction(BaseModel):
+    results: list[BatchItem]
+
+
+class GenreInfo(BaseModel):
+    index: int
+    genre: str
+    threshold: float
+    predictable: bool = Field(description="false for N/A, which is never predicted")
+
+
+class GenresResponse(BaseModel):
+    genres: list[GenreInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "draining", "failed"]
+    model: str | None = None
+    version: str | None = None
+    uptime_s: float
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    genres: list[str]
+    thresholds: list[float]
+    input: dict[str, Any]
+    metadata: dict[str, Any] = Field(description="metadata.json, without the split's Id lists")

@@ -1,0 +1,146 @@
+"""PredictionService: upload bytes -> Prediction, with bounded decoding and micro-batched inference.
+
+Owns the classifier, the batcher and the decode threads; the routes only call `predict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import numpy as np
+
+from app.batching import MicroBatcher
+from app.classifier import NEVER_PREDICTED, Decision, GenreClassifier
+from app.config import Settings
+from app.errors import InvalidParameter, Overloaded, ServiceUnavailable
+from app.imaging import DecodedPoster, decode_poster, to_model_input
+from app.metrics import ServiceMetrics
+from app.schemas import GenreInfo, GenreScore, ImageInfo, Prediction, Timings
+
+Status = Literal["loading", "ok", "draining", "failed"]
+
+
+class PredictionService:
+    """The running service: state for the probes, and the prediction pipeline."""
+
+    def __init__(
+        self, classifier: GenreClassifier, settings: Settings, metrics: ServiceMetrics
+    ) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        self.metrics = metrics
+        self.status: Status = "loading"
+        self.started = time.monotonic()
+        self._decode_slots = asyncio.Semaphore(settings.decode_workers)
+        self._decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._admitted = 0
+        self.batcher = MicroBatcher(
+            classifier.predict,
+            max_batch=min(settings.max_batch_size, classifier.max_batch),
+            max_wait_s=settings.max_batch_wait_ms / 1000.0,
+            max_queue=settings.max_queue,
+            on_batch=metrics.batch_size.observe,
+        )
+        metrics.track_queue(lambda: self.batcher.depth)
+
+    async def start(self) -> None:
+        self.batcher.start()
+        self.status = "ok"
+
+    def drain(self) -> None:
+        """Refuse new work from now on; in-flight requests carry on."""
+        self.status = "draining"
+
+    async def stop(self) -> None:
+        self.status = "draining"
+        await self.batcher.stop()
+        self._decoder.shutdown(wait=True)
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def genres(self) -> list[GenreInfo]:
+        return [
+            GenreInfo(
+                index=i,
+                genre=genre,
+                threshold=float(self.classifier.thresholds[i]),
+                predictable=genre not in NEVER_PREDICTED,
+            )
+            for i, genre in enumerate(self.classifier.genres)
+        ]
+
+    def check_top_k(self, top_k: int | None) -> int:
+        k = self.settings.default_top_k if top_k is None else top_k
+        n = len(self.classifier.genres)
+        if not 1 <= k <= n:
+            raise InvalidParameter(f"top_k must be between 1 and {n}, got {k}.")
+        return k
+
+    async def _decode(self, data: bytes) -> tuple[DecodedPoster, np.ndarray, float, float]:
+        loop = asyncio.get_running_loop()
+        async with self._decode_slots:
+            t0 = time.perf_counter()
+            decoded = await loop.run_in_executor(
+                self._decoder,
+                lambda: decode_poster(data, max_pixels=self.settings.max_image_pixels),
+            )
+            t1 = time.perf_counter()
+            model_input = await loop.run_in_executor(self._decoder, to_model_input, decoded.image)
+            t2 = time.perf_counter()
+        return decoded, model_input, t1 - t0, t2 - t1
+
+    async def predict(self, data: bytes, top_k: int | None) -> Prediction:
+        """Decode, preprocess, batch, infer and decide for one uploaded poster."""
+        k = self.check_top_k(top_k)
+        if self.status != "ok":
+            raise ServiceUnavailable(f"The service is {self.status}; retry on another replica.")
+        if self._admitted >= self.settings.max_queue:
+            raise Overloaded("Too many images are being processed; retry shortly.")
+        started = time.perf_counter()
+        self._admitted += 1
+        try:
+            decoded, model_input, decode_s, preprocess_s = await self._decode(data)
+        finally:
+            self._admitted -= 1
+        result = await self.batcher.submit(model_input, self.settings.request_deadline_s)
+        decision = self.classifier.decide(result.probabilities, k)
+        stages = {
+            "decode": decode_s,
+            "preprocess": preprocess_s,
+            "queue": result.queue_s,
+            "inference": result.inference_s,
+            "total": time.perf_counter() - started,
+        }
+        self.metrics.observe_stages(stages)
+        for genre, _ in decision.predicted:
+            self.metrics.predicted.labels(genre=genre).inc()
+        return self._prediction(decoded, result.probabilities, decision, stages, result.batch_size)
+
+    def _prediction(
+        self,
+        decoded: DecodedPoster,
+        probabilities: np.ndarray,
+        decision: Decision,
+        stages: dict[str, float],
+        batch_size: int,
+    ) -> Prediction:
+        def scores(pairs: list[tuple[str, float]]) -> list[GenreScore]:
+            return [GenreScore(genre=g, probability=p) for g, p in pairs]
+
+        return Prediction(
+            model=self.classifier.name,
+            version=self.classifier.version,
+            probabilities=scores(
+                list(zip(self.classifier.genres, map(float, probabilities), strict=True))
+            ),
+            top_k=scores(decision.top_k),
+            predicted=scores(decision.predicted),
+            image=ImageInfo(width=decoded.width, height=decoded.height, format=decoded.format),
+            timings_ms=Timings(**{k: round(v * 1000, 3) for k, v in stages.items()}),
+            batch_size=batch_size,
+        )

@@ -1,0 +1,248 @@
+"""The HTTP API against a tiny trained model: shapes, invariants, the error contract, parity."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.classifier import GenreClassifier
+from app.imaging import poster_to_input
+from app.main import create_app
+from app.model_store import load_version
+from tests.conftest import TINY_GENRES, make_settings, poster_bytes
+
+POSTER = poster_bytes((200, 30, 30), square=True)
+
+
+def predict(client: TestClient, data: bytes = POSTER, **params: object) -> httpx.Response:
+    return client.post("/predict", files={"file": ("p.jpg", data, "image/jpeg")}, params=params)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["error"]["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_predict_returns_every_genre_in_model_order(client: TestClient) -> None:
+    response = predict(client)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "poster-genres" and body["version"] == "tiny"
+    assert [p["genre"] for p in body["probabilities"]] == TINY_GENRES
+    assert all(0.0 <= p["probability"] <= 1.0 for p in body["probabilities"])
+    assert body["image"] == {"width": 60, "height": 90, "format": "JPEG"}
+    assert set(body["timings_ms"]) == {"decode", "preprocess", "queue", "inference", "total"}
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["inference"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_top_k_is_sorted_and_sized(client: TestClient, k: int) -> None:
+    body = predict(client, top_k=k).json()
+    probs = [p["probability"] for p in body["top_k"]]
+    assert len(probs) == k
+    assert probs == sorted(probs, reverse=True)
+    assert probs[0] == max(p["probability"] for p in body["probabilities"])
+
+
+def test_default_top_k_is_three(client: TestClient) -> None:
+    assert len(predict(client).json()["top_k"]) == 3
+
+
+def test_predicted_follows_thresholds_and_never_lists_na(client: TestClient) -> None:
+    thresholds = {g["genre"]: g["threshold"] for g in client.get("/genres").json()["genres"]}
+    for colour in ((200, 30, 30), (20, 30, 70), (30, 90, 200), (255, 255, 255)):
+        body = predict(client, poster_bytes(colour, square=True)).json()
+        predicted = body["predicted"]
+        assert 1 <= len(predicted) <= 3
+        assert all(p["genre"] != "N/A" for p in predicted)
+        values = [p["probability"] for p in predicted]
+        assert values == sorted(values, reverse=True)
+        passing = [
+            p
+            for p in body["probabilities"]
+            if p["genre"] != "N/A" and p["probability"] >= thresholds[p["genre"]]
+        ]
+        if passing:
+            assert {p["genre"] for p in predicted} <= {p["genre"] for p in passing}
+            assert len(predicted) == min(3, len(passing))
+        else:  # the fallback: the single most probable eligible genre
+            eligible = [p for p in body["probabilities"] if p["genre"] != "N/A"]
+            assert predicted == [max(eligible, key=lambda p: p["probability"])]
+
+
+def test_http_and_evaluation_path_give_the_same_probabilities(
+    client: TestClient, tiny_version: Path, tiny_dataset
+) -> None:
+    path = sorted(tiny_dataset.images.glob("*.jpg"))[5]
+    data = path.read_bytes()
+    over_http = np.array([p["probability"] for p in predict(client, data).json()["probabilities"]])
+    classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
+    offline = classifier.predict(poster_to_input(data)[None])[0]
+    np.testing.assert_allclose(over_http, offline, atol=1e-5)
+
+
+def test_same_poster_same_answer(client: TestClient) -> None:
+    first = predict(client).json()["probabilities"]
+    assert predict(client).json()["probabilities"] == first
+
+
+def test_genres_lists_index_threshold_and_predictability(client: TestClient) -> None:
+    genres = client.get("/genres").json()["genres"]
+    assert [g["genre"] for g in genres] == TINY_GENRES
+    assert [g["index"] for g in genres] == list(range(len(TINY_GENRES)))
+    assert all(0.0 <= g["threshold"] <= 1.0 for g in genres)
+    assert [g["predictable"] for g in genres] == [True, True, True, False]
+
+
+def test_model_shows_metadata_without_split_ids(client: TestClient) -> None:
+    body = client.get("/model").json()
+    assert body["version"] == "tiny"
+    assert body["input"]["input_shape"] == [400, 400, 3]
+    assert "test" in body["metadata"]["metrics"]
+    assert "ids" not in body["metadata"]["split"]
+
+
+def test_health_probes(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "alive"}
+    for path in ("/health", "/health/ready"):
+        response = client.get(path)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok" and body["version"] == "tiny" and body["uptime_s"] > 0
+
+
+def test_metrics_expose_requests_stages_batches_queue_and_genres(client: TestClient) -> None:
+    predict(client)
+    text = client.get("/metrics").text
+    assert 'poster_requests_total{route="/predict",status="200"}' in text
+    for stage in ("decode", "preprocess", "queue", "inference", "total"):
+        assert f'poster_stage_seconds_count{{stage="{stage}"}}' in text
+    assert "poster_batch_size_count" in text
+    assert "poster_queue_depth 0.0" in text
+    assert "poster_predicted_genre_total{" in text
+
+
+def test_request_id_is_echoed_when_safe_and_replaced_otherwise(client: TestClient) -> None:
+    ok = client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert ok.headers["X-Request-ID"] == "abc-123"
+    for bad in ("x" * 65, "bad id", "<script>"):
+        replaced = client.get("/health/live", headers={"X-Request-ID": bad})
+        assert replaced.headers["X-Request-ID"] != bad
+        assert len(replaced.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"", 400, "empty_file"),
+        (b"<html>not a poster</html>", 400, "invalid_image"),
+        (poster_bytes(size=(200, 300))[:500], 400, "invalid_image"),
+        (poster_bytes(size=(20, 20), fmt="TIFF"), 415, "unsupported_format"),
+        (poster_bytes(size=(20, 20), fmt="BMP"), 415, "unsupported_format"),
+    ],
+    ids=["empty", "html", "truncated", "tiff", "bmp"],
+)
+def test_bad_uploads_get_the_error_contract(
+    client: TestClient, data: bytes, status: int, code: str
+) -> None:
+    assert_error(predict(client, data), status, code)
+    assert predict(client).status_code == 200
+
+
+def test_image_over_pixel_limit_is_422(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, max_image_pixels=1000))
+    with TestClient(app) as small:
+        assert_error(predict(small), 422, "image_too_large")
+
+
+def test_missing_file_field_is_422_missing_file(client: TestClient) -> None:
+    response = client.post("/predict", files={"other": ("p.jpg", POSTER, "image/jpeg")})
+    assert_error(response, 422, "missing_file")
+    assert_error(client.post("/predict"), 422, "missing_file")
+
+
+@pytest.mark.parametrize("k", [0, 5, -1, "many"])
+def test_top_k_out_of_range_is_422_invalid_parameter(client: TestClient, k: object) -> None:
+    assert_error(predict(client, top_k=k), 422, "invalid_parameter")
+
+
+def test_body_over_limit_is_413_with_and_without_content_length(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, max_upload_bytes=2000))
+    with TestClient(app) as small:
+        big = poster_bytes(size=(300, 400), quality=100)
+        assert len(big) > 2000
+        assert_error(predict(small, big), 413, "payload_too_large")
+
+        def chunks():
+            yield b"x" * 1500
+            yield b"x" * 1500
+
+        streamed = small.post(
+            "/predict",
+            content=chunks(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert "content-length" not in {k.lower() for k in streamed.request.headers}
+        assert_error(streamed, 413, "payload_too_large")
+        assert predict(small, poster_bytes(size=(10, 10))).status_code == 200
+
+
+def test_unknown_path_and_wrong_method_use_the_error_shape(client: TestClient) -> None:
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.get("/predict"), 405, "method_not_allowed")
+
+
+def test_batch_answers_each_file_in_order(client: TestClient) -> None:
+    files = [
+        ("files", ("a.jpg", POSTER, "image/jpeg")),
+        ("files", ("b.txt", b"hello", "image/jpeg")),
+        ("files", ("c.png", poster_bytes(fmt="PNG"), "image/png")),
+    ]
+    body = client.post("/predict/batch", files=files).json()
+    results = body["results"]
+    assert [r["filename"] for r in results] == ["a.jpg", "b.txt", "c.png"]
+    assert results[0]["result"]["probabilities"] == predict(client).json()["probabilities"]
+    assert results[1]["result"] is None and results[1]["error"]["code"] == "invalid_image"
+    assert results[2]["result"]["image"]["format"] == "PNG"
+
+
+def test_batch_over_file_limit_is_422_too_many_files(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, max_batch_files=2))
+    with TestClient(app) as small:
+        files = [("files", (f"{i}.jpg", POSTER, "image/jpeg")) for i in range(3)]
+        assert_error(small.post("/predict/batch", files=files), 422, "too_many_files")
+
+
+def test_concurrent_requests_share_model_calls(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, max_batch_size=8, max_batch_wait_ms=300))
+    with TestClient(app) as concurrent, ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: predict(concurrent), range(8)))
+        assert [r.status_code for r in responses] == [200] * 8
+        assert max(r.json()["batch_size"] for r in responses) > 1
+        samples = app.state.service.metrics.batch_size.collect()[0].samples
+        model_calls = next(s.value for s in samples if s.name == "poster_batch_size_count")
+        assert model_calls < 8
+
+
+def test_api_key_when_configured(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, api_key="s3cret"))
+    with TestClient(app) as secured:
+        assert_error(predict(secured), 401, "unauthorized")
+        wrong = secured.post(
+            "/predict", files={"file": ("p.jpg", POSTER)}, headers={"X-API-Key": "nope"}
+        )
+        assert_error(wrong, 401, "unauthorized")
+        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"}):
+            ok = secured.post("/predict", files={"file": ("p.jpg", POSTER)}, headers=headers)
+            assert ok.status_code == 200
+        assert secured.get("/health").status_code == 200
+        assert secured.get("/metrics").status_code == 200

@@ -1,0 +1,203 @@
+"""The shared preprocessing: what each kind of upload becomes, and what is refused."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from app.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
+from app.imaging import INPUT_SHAPE, decode_poster, poster_to_input, to_model_input
+from tests.conftest import poster_bytes
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height with a single tiny IDAT: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_output_is_float32_400x400x3_in_unit_range() -> None:
+    x = poster_to_input(poster_bytes((255, 0, 128), size=(300, 444)))
+    assert x.shape == INPUT_SHAPE
+    assert x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    np.testing.assert_allclose(x[200, 200], [1.0, 0.0, 128 / 255], atol=0.02)
+
+
+def test_poster_to_input_is_decode_then_to_model_input() -> None:
+    data = poster_bytes((10, 120, 240), square=True)
+    np.testing.assert_array_equal(poster_to_input(data), to_model_input(decode_poster(data).image))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_allowed_formats_decode_and_report_their_format(fmt: str) -> None:
+    decoded = decode_poster(poster_bytes((0, 200, 0), size=(30, 40), fmt=fmt))
+    assert decoded.format == fmt
+    assert (decoded.width, decoded.height) == (30, 40)
+    assert decoded.image.mode == "RGB"
+
+
+def test_empty_file_is_empty_file() -> None:
+    with pytest.raises(EmptyFile):
+        decode_poster(b"")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"just some text",
+        b"<html><body>hello</body></html>",
+        b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n",
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>',
+        b"\xff\xd8\xff",
+    ],
+    ids=["text", "html", "pdf", "svg", "jpeg-magic-only"],
+)
+def test_non_images_are_invalid_image(data: bytes) -> None:
+    with pytest.raises(InvalidImage):
+        decode_poster(data)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "ICO"])
+def test_recognised_formats_outside_allow_list_are_unsupported(fmt: str) -> None:
+    with pytest.raises(UnsupportedFormat):
+        decode_poster(poster_bytes(size=(32, 32), fmt=fmt))
+
+
+def test_eps_is_refused_without_starting_ghostscript() -> None:
+    with pytest.raises(UnsupportedFormat):
+        decode_poster(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.9])
+def test_truncated_jpeg_is_invalid_image(keep: float) -> None:
+    data = poster_bytes(size=(200, 300), quality=95)
+    with pytest.raises(InvalidImage):
+        decode_poster(data[: int(len(data) * keep)])
+
+
+def test_png_with_broken_crc_is_invalid_image() -> None:
+    data = bytearray(poster_bytes(size=(20, 20), fmt="PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 6] ^= 0xFF  # flip a byte inside the compressed data: its CRC no longer matches
+    with pytest.raises(InvalidImage):
+        decode_poster(bytes(data))
+
+
+@pytest.mark.parametrize("size", [(20000, 20000), (9000, 9000)])
+def test_huge_declared_images_are_refused_before_any_pixel_is_decoded(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_decode(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("the decoder was called")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", must_not_decode)
+    with pytest.raises(ImageTooLarge):
+        decode_poster(png_header_only(*size))
+
+
+def test_real_9000x9000_png_is_refused() -> None:
+    data = poster_bytes((0, 0, 0), size=(9000, 9000), fmt="PNG", optimize=True)
+    assert len(data) < 1_000_000
+    with pytest.raises(ImageTooLarge):
+        decode_poster(data)
+
+
+@pytest.mark.parametrize("size", [(1, 65535), (65535, 1)])
+def test_extreme_aspect_ratios_are_answered(size: tuple[int, int]) -> None:
+    assert poster_to_input(poster_bytes(size=size, fmt="PNG")).shape == INPUT_SHAPE
+
+
+def test_grayscale_becomes_equal_rgb_channels() -> None:
+    x = poster_to_input(poster_bytes((90, 90, 90), fmt="PNG", mode="L"))
+    np.testing.assert_array_equal(x[..., 0], x[..., 1])
+    np.testing.assert_array_equal(x[..., 1], x[..., 2])
+
+
+def test_alpha_is_composited_over_white() -> None:
+    image = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # fully transparent red
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    np.testing.assert_allclose(poster_to_input(buffer.getvalue())[10, 10], [1.0, 1.0, 1.0])
+
+
+def test_half_transparent_black_becomes_mid_grey() -> None:
+    image = Image.new("RGBA", (20, 20), (0, 0, 0, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    np.testing.assert_allclose(
+        poster_to_input(buffer.getvalue())[10, 10], [127 / 255] * 3, atol=0.01
+    )
+
+
+def test_palette_with_transparency_is_composited_over_white() -> None:
+    image = Image.new("P", (20, 20), 0)
+    image.putpalette([0, 0, 0] * 256)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=0)
+    np.testing.assert_allclose(poster_to_input(buffer.getvalue())[5, 5], [1.0, 1.0, 1.0])
+
+
+def test_cmyk_jpeg_is_converted_to_rgb() -> None:
+    decoded = decode_poster(poster_bytes((255, 0, 0), fmt="JPEG", mode="CMYK"))
+    assert decoded.image.mode == "RGB"
+    red, green, blue = np.asarray(decoded.image)[20, 20]
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_16_bit_png_is_scaled_to_8_bits() -> None:
+    image = Image.fromarray(np.full((10, 10), 65535 // 2, dtype=np.uint16))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode.startswith("I")
+    np.testing.assert_allclose(
+        poster_to_input(buffer.getvalue())[0, 0], [127 / 255] * 3, atol=0.005
+    )
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    decoded = decode_poster(buffer.getvalue())
+    assert decoded.image.size == (20, 40)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animated_images_use_the_first_frame(fmt: str) -> None:
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=50)
+    x = poster_to_input(buffer.getvalue())
+    assert x[8, 8, 0] > 0.9 and x[8, 8, 2] < 0.1
+
+
+def test_jpeg_with_zip_appended_is_answered_as_the_jpeg() -> None:
+    data = poster_bytes((0, 0, 255))
+    appended = data + b"PK\x03\x04" + b"\0" * 200
+    np.testing.assert_array_equal(poster_to_input(appended), poster_to_input(data))
+
+
+def test_pixel_limit_is_a_parameter() -> None:
+    data = poster_bytes(size=(100, 100))
+    with pytest.raises(ImageTooLarge):
+        decode_poster(data, max_pixels=9_999)
+    assert decode_poster(data, max_pixels=10_000).width == 100

@@ -1,0 +1,102 @@
+"""The model card: Markdown generated from a version's metadata.json, never typed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.model_store import CURVES_FILE, METADATA_FILE, read_json
+
+START = "<!-- model-card:start -->"
+END = "<!-- model-card:end -->"
+COLUMNS = (
+    ("mAP", "mAP"),
+    ("micro_AP", "micro-AP"),
+    ("macro_AUC", "macro-AUC"),
+    ("micro_F1", "micro-F1"),
+    ("macro_F1", "macro-F1"),
+    ("precision_at_3", "P@3"),
+    ("brier", "Brier ↓"),
+)
+# A genre is "not really predictable" when its test AP is under twice its frequency or it has
+# too few test posters to tell.
+MIN_TEST_POSITIVES = 5
+
+
+def _row(label: str, figures: dict[str, float]) -> str:
+    return f"| {label} | " + " | ".join(f"{figures[key]:.3f}" for key, _ in COLUMNS) + " |"
+
+
+def reproduce_command(metadata: dict[str, Any]) -> str:
+    config = metadata["training"]["config"]
+    return (
+        f"python -m training train --arch {config['arch']} --epochs {config['epochs']} "
+        f"--batch-size {config['batch_size']} --learning-rate {config['learning_rate']} "
+        f"--patience {config['patience']} --split-seed {config['split_seed']} "
+        f"--version {metadata['version']}"
+    )
+
+
+def weak_genres(metadata: dict[str, Any]) -> list[str]:
+    prior = dict(zip(metadata["genres"], metadata["label_prior"], strict=True))
+    weak = []
+    for genre in metadata["metrics"]["test_per_genre"]:
+        ap, positives = genre["AP"], genre["positives"]
+        if positives < MIN_TEST_POSITIVES or ap != ap or ap < 2 * prior[genre["genre"]]:
+            weak.append(f"{genre['genre']} ({positives} test posters)")
+    return weak
+
+
+def model_card(model_dir: Path) -> str:
+    """Markdown for the README: what the model is, what it saw, how good it is, how to remake it."""
+    m = read_json(model_dir / METADATA_FILE)
+    data, split, training = m["data"], m["split"], m["training"]
+    sizes = {name: len(ids) for name, ids in split["ids"].items()}
+    test = m["metrics"]["test"]
+    lines = [
+        f"**{m['name']} {m['version']}** — architecture `{m['architecture']}`, created "
+        f"{m['created_at']}, input {m['input']['input_shape']} float32 in [0, 1], "
+        f"{len(m['genres'])} sigmoid outputs.",
+        "",
+        f"**Data.** `{data['csv']}` (SHA-256 `{data['fingerprint_sha256'][:12]}…`): "
+        f"{data['n_posters']} unique posters after merging {len(data['merged_duplicates'])} "
+        f"identical duplicate rows; {len(data['skipped'])} skipped for a missing or unreadable "
+        f"image. Split by Id with seed {split['seed']}, stratified by each poster's rarest genre: "
+        f"train {sizes['train']}, validation {sizes['validation']} (early stopping, thresholds), "
+        f"test {sizes['test']} (these figures only).",
+        "",
+        f"**Test split ({test['model']['n_images']} posters).**",
+        "",
+        "| model | " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+        _row("label prior (training frequencies)", test["label_prior"]),
+    ]
+    for label, other in m.get("compared", {}).items():
+        lines.append(_row(f"{label} (`{other['architecture']}`)", other["test"]))
+    lines.append(_row(f"**shipped** (`{m['architecture']}`)", test["model"]))
+    lines += [
+        "",
+        "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
+        "scored at the same thresholds.",
+        "",
+        f"**Genres it cannot really predict** (test AP under twice the genre's frequency, or "
+        f"fewer than {MIN_TEST_POSITIVES} test posters): " + ", ".join(weak_genres(m)) + ". "
+        f"Rare in training: {', '.join(data['rare_genres']) or 'none'}. `N/A` is never "
+        "returned as a predicted genre.",
+        "",
+        f"**Training.** {training['epochs_run']} epochs (best {training['best_epoch']}), "
+        f"{training['duration_s'] / 60:.0f} min, peak RSS {training['peak_rss_mb']:.0f} MB on "
+        f"{training['machine']}. Reproduce with `{reproduce_command(m)}`; curves in "
+        f"`{CURVES_FILE}` beside the model.",
+    ]
+    return "\n".join(lines)
+
+
+def replace_in_readme(readme: Path, card: str) -> None:
+    """Rewrite the text between the model-card markers of the README."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} section")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{card}\n{END}{tail}", encoding="utf-8")
