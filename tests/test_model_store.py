@@ -1,0 +1,86 @@
+"""A missing, corrupt or mismatched model is refused: by the loader, and by the process at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.model_store import ModelStoreError, load_version, resolve_version_dir
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def version_of(store: Path) -> Path:
+    return store / "poster-genres" / "tiny"
+
+
+def test_newest_version_is_the_default(broken_store: Path) -> None:
+    (broken_store / "poster-genres" / "aaa").mkdir()
+    assert resolve_version_dir(broken_store, "poster-genres", None).name == "tiny"
+    assert resolve_version_dir(broken_store, "poster-genres", "aaa").name == "aaa"
+    with pytest.raises(ModelStoreError, match="not found"):
+        resolve_version_dir(broken_store, "poster-genres", "nope")
+
+
+def test_missing_model_file(broken_store: Path) -> None:
+    (version_of(broken_store) / "model.keras").unlink()
+    with pytest.raises(ModelStoreError, match=r"missing model\.keras"):
+        load_version(version_of(broken_store))
+
+
+def test_corrupt_model_file_fails_the_checksum(broken_store: Path) -> None:
+    model = version_of(broken_store) / "model.keras"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelStoreError, match="SHA-256"):
+        load_version(version_of(broken_store))
+
+
+def test_genre_list_that_does_not_match_the_outputs(broken_store: Path) -> None:
+    version = version_of(broken_store)
+    genres = ["Action", "Comedy", "Drama"]
+    (version / "genres.json").write_text(json.dumps(genres))
+    metadata = json.loads((version / "metadata.json").read_text())
+    metadata["genres"] = genres
+    (version / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelStoreError, match=r"4 outputs but genres\.json lists 3"):
+        load_version(version)
+
+
+def test_genres_json_disagreeing_with_metadata(broken_store: Path) -> None:
+    (version_of(broken_store) / "genres.json").write_text('["a", "b", "c", "d"]')
+    with pytest.raises(ModelStoreError, match="different genres"):
+        load_version(version_of(broken_store))
+
+
+def run_service(store: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POSTER_MODEL_STORE": str(store), "POSTER_PORT": "18765"}
+    return subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_process_refuses_to_start_on_a_bad_model(broken_store: Path, damage: str) -> None:
+    model = version_of(broken_store) / "model.keras"
+    if damage == "missing":
+        model.unlink()
+    else:
+        model.write_bytes(b"garbage")
+    result = run_service(broken_store)
+    assert result.returncode != 0
+    clear = [line for line in result.stderr.splitlines() if "cannot serve:" in line]
+    assert clear and "model.keras" in clear[0]
+    assert "Uvicorn running" not in result.stderr

@@ -1,0 +1,67 @@
+"""The real dataset and the shipped model. Skipped without ../shared; required when CI=true."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import PROJECT_ROOT, Settings
+from app.main import create_app
+from app.model_store import resolve_version_dir
+from training.dataset import load_labels
+from training.evaluate import evaluate
+
+pytestmark = pytest.mark.real_data
+
+REAL_GENRES = [
+    "Action", "Adventure", "Animation", "Biography", "Comedy", "Crime", "Documentary", "Drama",
+    "Family", "Fantasy", "History", "Horror", "Music", "Musical", "Mystery", "N/A", "News",
+    "Reality-TV", "Romance", "Sci-Fi", "Short", "Sport", "Thriller", "War", "Western",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    return resolve_version_dir(PROJECT_ROOT / "model_store", "poster-genres", None)
+
+
+def test_real_csv_parses_to_unique_posters_and_header_genres(real_data: Path) -> None:
+    table = load_labels(real_data / "train.csv")
+    assert len(table.ids) == 6119
+    assert table.genres == REAL_GENRES
+    assert len(table.merged_duplicates) == 11
+
+
+def test_shipped_model_reproduces_its_recorded_test_metrics(real_data: Path, shipped: Path) -> None:
+    result, prior = evaluate(shipped, real_data / "Images", real_data / "train.csv", split="test")
+    recorded = json.loads((shipped / "metadata.json").read_text())["metrics"]["test"]
+    assert result["n_images"] == recorded["model"]["n_images"]
+    for key in ("mAP", "micro_AP", "macro_AUC", "micro_F1", "macro_F1", "precision_at_3", "brier"):
+        assert result[key] == pytest.approx(recorded["model"][key], abs=0.005), key
+        assert prior[key] == pytest.approx(recorded["label_prior"][key], abs=0.005), key
+
+
+@pytest.fixture(scope="module")
+def shipped_client(shipped: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(max_batch_size=4, log_level="WARNING"))
+    with TestClient(app) as client:
+        yield client
+
+
+def test_shipped_model_answers_real_posters(
+    real_data: Path, shipped: Path, shipped_client: TestClient
+) -> None:
+    for poster in sorted((real_data / "Images").glob("*.jpg"))[:5]:
+        response = shipped_client.post(
+            "/predict", files={"file": (poster.name, poster.read_bytes())}
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["version"] == shipped.name
+        assert [p["genre"] for p in body["probabilities"]] == REAL_GENRES
+        assert body["image"]["format"] == "JPEG"
+        assert 1 <= len(body["predicted"]) <= 3

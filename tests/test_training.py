@@ -1,0 +1,217 @@
+"""The training package on the tiny synthetic dataset: quirks, split, metrics, artifacts, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.imaging import poster_to_input
+from app.model_store import load_version, sha256_of
+from tests.conftest import TINY_GENRES, TinyDataset, write_tiny_dataset
+from training import metrics
+from training.__main__ import main as training_cli
+from training.dataset import (
+    DatasetError,
+    PosterBatches,
+    check_images,
+    image_path,
+    load_labels,
+    split_indices,
+)
+from training.export import record_comparison, write_version
+from training.model import build_model
+
+
+def test_labels_keep_header_order_and_merge_identical_duplicates(tiny_dataset: TinyDataset) -> None:
+    table = load_labels(tiny_dataset.csv)
+    assert table.genres == TINY_GENRES
+    assert table.merged_duplicates == [tiny_dataset.duplicated_id]
+    assert len(table.ids) == len(set(table.ids)) == 49
+    assert table.labels.shape == (49, 4) and table.labels.dtype == np.uint8
+
+
+def test_conflicting_duplicate_is_an_error_naming_the_id(tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text("Id,Genre,A,B\ntt1,x,1,0\ntt1,x,0,1\n")
+    with pytest.raises(DatasetError, match="tt1"):
+        load_labels(csv)
+
+
+def test_label_cell_not_0_or_1_names_row_and_column(tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text("Id,Genre,A,B\ntt1,x,1,0\ntt2,x,0,yes\n")
+    with pytest.raises(DatasetError, match=r"t\.csv:3: column 'B'"):
+        load_labels(csv)
+
+
+def test_missing_image_is_reported_and_skipped_or_fatal_when_strict(
+    tiny_dataset: TinyDataset,
+) -> None:
+    table = load_labels(tiny_dataset.csv)
+    kept, skipped = check_images(table, tiny_dataset.images, strict=False)
+    assert skipped == {tiny_dataset.missing_id: "missing"}
+    assert len(kept.ids) == 48 and tiny_dataset.missing_id not in kept.ids
+    with pytest.raises(DatasetError, match=tiny_dataset.missing_id):
+        check_images(table, tiny_dataset.images, strict=True)
+
+
+def test_unreadable_image_is_reported(tmp_path: Path) -> None:
+    dataset = write_tiny_dataset(tmp_path, n=6)
+    image_path(dataset.images, "tt0000002").write_bytes(b"not a jpeg")
+    _, skipped = check_images(load_labels(dataset.csv), dataset.images, strict=False)
+    assert set(skipped) == {"tt0000002", dataset.missing_id}
+    assert skipped["tt0000002"].startswith("unreadable")
+
+
+def test_split_is_deterministic_disjoint_and_complete() -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random((500, 6)) < [0.5, 0.3, 0.1, 0.05, 0.02, 0.01]).astype(np.uint8)
+    first = split_indices(labels, seed=7)
+    assert first == split_indices(labels, seed=7)
+    assert first != split_indices(labels, seed=8)
+    together = first["train"] + first["validation"] + first["test"]
+    assert sorted(together) == list(range(500))
+    assert 60 <= len(first["test"]) <= 90 and 60 <= len(first["validation"]) <= 90
+    rare = np.flatnonzero(labels[:, 3])  # 5% genre: every split gets some
+    for part in first.values():
+        assert np.intersect1d(rare, part).size > 0
+
+
+def test_average_precision_and_auc_on_known_rankings() -> None:
+    assert metrics.average_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == (
+        pytest.approx((1 + 2 / 3) / 2)
+    )
+    assert metrics.roc_auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == 0.75
+    assert metrics.roc_auc(np.array([1, 0]), np.array([0.5, 0.5])) == 0.5
+    assert np.isnan(metrics.average_precision(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_constant_scores_get_the_frequency_as_ap() -> None:
+    truth = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])
+    assert metrics.average_precision(truth, np.full(10, 0.3)) == pytest.approx(0.2, abs=0.05)
+
+
+def test_thresholds_maximise_f1_and_fall_back_for_rare_genres() -> None:
+    truth = np.array([[1, 1], [1, 0], [0, 0], [0, 0]])
+    probs = np.array([[0.9, 0.8], [0.6, 0.1], [0.4, 0.2], [0.1, 0.3]])
+    thresholds = metrics.tune_thresholds(truth, probs, min_positives=2)
+    assert thresholds[0] == 0.6  # both positives, no negative: F1 = 1
+    assert thresholds[1] == metrics.FALLBACK_THRESHOLD  # one positive: too few to tune
+
+
+def test_score_reports_every_headline_figure() -> None:
+    truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.6, 0.2]])
+    result = metrics.score(truth, probs, np.full(3, 0.5), ["a", "b", "c"])
+    assert result["mAP"] == 1.0  # the genre with no positive is left out of the mean
+    assert result["micro_F1"] == 1.0 and result["macro_F1"] == 1.0
+    assert result["n_images"] == 3
+    assert result["precision_at_3"] == pytest.approx(4 / 9)
+    assert result["brier"] == pytest.approx(float(np.mean((probs - truth) ** 2)))
+
+
+def test_batches_stream_the_shared_preprocessing(tiny_dataset: TinyDataset) -> None:
+    paths = sorted(tiny_dataset.images.glob("*.jpg"))[:5]
+    batches = PosterBatches(paths, np.zeros((5, 4)), batch_size=2)
+    assert len(batches) == 3
+    images, labels = batches[0]
+    assert images.shape == (2, 400, 400, 3) and labels.shape == (2, 4)
+    np.testing.assert_array_equal(images[0], poster_to_input(paths[0].read_bytes()))
+
+
+def test_seed_architecture_is_the_tutorial_cnn() -> None:
+    model = build_model("seed", 25)
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [16, 32, 64, 64]
+    assert all(c.kernel_size == (5, 5) for c in convs)
+    dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [128, 64, 25]
+    assert dense[-1].activation.__name__ == "sigmoid"
+    dropouts = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+    assert dropouts == [0.25] * 4 + [0.5, 0.5]
+    assert model.input_shape == (None, 400, 400, 3) and model.output_shape == (None, 25)
+
+
+def test_unknown_architecture_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("resnet9000", 3)
+
+
+def test_training_writes_every_artifact(tiny_version: Path) -> None:
+    files = {p.name for p in tiny_version.iterdir()}
+    assert files == {"model.keras", "genres.json", "metadata.json", "curves.png"}
+    metadata = json.loads((tiny_version / "metadata.json").read_text())
+    assert json.loads((tiny_version / "genres.json").read_text()) == TINY_GENRES
+    assert metadata["model_sha256"] == sha256_of(tiny_version / "model.keras")
+    assert len(metadata["thresholds"]) == 4
+    ids = metadata["split"]["ids"]
+    assert not set(ids["train"]) & set(ids["test"])
+    assert sum(len(v) for v in ids.values()) == 48
+    assert metadata["data"]["skipped"] == {"tt9999999": "missing"}
+    assert metadata["data"]["rare_genres"] == TINY_GENRES  # all under 30 examples here
+    for split in ("validation", "test"):
+        assert set(metadata["metrics"][split]) == {"model", "label_prior"}
+    assert metadata["training"]["epochs_run"] == 3
+    assert metadata["training"]["peak_rss_mb"] > 0
+    assert (tiny_version / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loader_reads_the_trained_version(tiny_version: Path) -> None:
+    loaded = load_version(tiny_version)
+    assert loaded.genres == TINY_GENRES and loaded.version == "tiny"
+    assert loaded.model.output_shape == (None, 4)
+
+
+def test_the_tiny_model_learns_the_colour_patterns(tiny_version: Path) -> None:
+    metadata = json.loads((tiny_version / "metadata.json").read_text())
+    validation = metadata["metrics"]["validation"]
+    assert validation["model"]["macro_AUC"] > validation["label_prior"]["macro_AUC"]
+
+
+def test_failed_write_leaves_no_version_behind(tmp_path: Path) -> None:
+    model = build_model("seed", 2)
+
+    def explode(folder: Path) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_version(tmp_path, "m", "v1", model, {"genres": ["a", "b"]}, extra_files=explode)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_evaluate_cli_prints_table_and_json_last_line(
+    tiny_version: Path, tiny_dataset: TinyDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", "--model-dir", str(tiny_version), "--images", str(tiny_dataset.images)]
+    assert training_cli([*argv, "--csv", str(tiny_dataset.csv), "--split", "test"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:3] == ["genre", "pos", "AP"]
+    result = json.loads(lines[-1])
+    for key in ("mAP", "micro_AP", "macro_AUC", "micro_F1", "macro_F1", "precision_at_3"):
+        assert key in result
+    recorded = json.loads((tiny_version / "metadata.json").read_text())["metrics"]["test"]
+    assert result["n_images"] == recorded["model"]["n_images"]
+    assert result["mAP"] == pytest.approx(recorded["model"]["mAP"], abs=0.005)
+    assert result["label_prior"]["mAP"] == pytest.approx(recorded["label_prior"]["mAP"], abs=1e-9)
+
+
+def test_compare_records_a_baseline_on_the_same_split(tmp_path: Path, tiny_version: Path) -> None:
+    import shutil
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_version, shipped)
+    record_comparison(shipped, tiny_version, "seed")
+    metadata = json.loads((shipped / "metadata.json").read_text())
+    assert metadata["compared"]["seed"]["test"] == metadata["metrics"]["test"]["model"]
+    assert load_version(shipped).version == "tiny"  # the model file is untouched
+
+    other = json.loads((tiny_version / "metadata.json").read_text())
+    other["split"]["ids"]["test"] = other["split"]["ids"]["test"][1:]
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    (elsewhere / "metadata.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="other posters"):
+        record_comparison(shipped, elsewhere, "seed")
