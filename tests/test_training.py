@@ -215,3 +215,15 @@ def test_compare_records_a_baseline_on_the_same_split(tmp_path: Path, tiny_versi
     (elsewhere / "metadata.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="other posters"):
         record_comparison(shipped, elsewhere, "seed")
+
+
+def test_saved_model_carries_no_optimizer_state(tiny_version: Path) -> None:
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(tiny_version / "model.keras") as archive:
+        weights = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(weights) as h5:
+        assert "optimizer" not in h5

@@ -18,9 +18,10 @@ COLUMNS = (
     ("precision_at_3", "P@3"),
     ("brier", "Brier ↓"),
 )
-# A genre is "not really predictable" when its test AP is under twice its frequency or it has
-# too few test posters to tell.
-MIN_TEST_POSITIVES = 5
+# A genre is "not really predictable" when the model barely ranks its posters above others (test
+# ROC-AUC under MIN_AUC) or the test split has too few of its posters to tell.
+MIN_TEST_POSITIVES = 10
+MIN_AUC = 0.65
 
 
 def _row(label: str, figures: dict[str, float]) -> str:
@@ -38,12 +39,12 @@ def reproduce_command(metadata: dict[str, Any]) -> str:
 
 
 def weak_genres(metadata: dict[str, Any]) -> list[str]:
-    prior = dict(zip(metadata["genres"], metadata["label_prior"], strict=True))
     weak = []
     for genre in metadata["metrics"]["test_per_genre"]:
-        ap, positives = genre["AP"], genre["positives"]
-        if positives < MIN_TEST_POSITIVES or ap != ap or ap < 2 * prior[genre["genre"]]:
-            weak.append(f"{genre['genre']} ({positives} test posters)")
+        auc, positives = genre["AUC"], genre["positives"]
+        if positives < MIN_TEST_POSITIVES or auc != auc or auc < MIN_AUC:
+            shown = "n/a" if auc != auc else f"{auc:.2f}"
+            weak.append(f"{genre['genre']} ({positives} posters, AUC {shown})")
     return weak
 
 
@@ -79,8 +80,8 @@ def model_card(model_dir: Path) -> str:
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
         "scored at the same thresholds.",
         "",
-        f"**Genres it cannot really predict** (test AP under twice the genre's frequency, or "
-        f"fewer than {MIN_TEST_POSITIVES} test posters): " + ", ".join(weak_genres(m)) + ". "
+        f"**Genres it cannot really predict** (test ROC-AUC under {MIN_AUC}, or fewer than "
+        f"{MIN_TEST_POSITIVES} test posters): " + ", ".join(weak_genres(m)) + ". "
         f"Rare in training: {', '.join(data['rare_genres']) or 'none'}. `N/A` is never "
         "returned as a predicted genre.",
         "",

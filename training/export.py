@@ -30,8 +30,9 @@ def write_version(
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
     try:
-        # A fresh, uncompiled clone: the file carries weights only, no optimizer state.
-        serving_model = keras.models.clone_model(model)
+        # A fresh model from the config: uncompiled, so the file carries no optimizer state
+        # (clone_model would compile the copy like the original).
+        serving_model = keras.Model.from_config(model.get_config())
         serving_model.set_weights(model.get_weights())
         serving_model.save(staging / MODEL_FILE)
         metadata = {**metadata, "name": name, "version": version}

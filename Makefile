@@ -1,0 +1,54 @@
+# Two commands a newcomer needs: `make serve` and `make test`. Both create and reuse .venv/.
+
+# The first Python 3.11-3.13 on PATH (TensorFlow has no wheels for newer ones).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3 python; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' 2>/dev/null && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/Multi_Label_dataset
+
+.PHONY: serve test lint format train train-seed card bench clean-venv
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Python 3.11, 3.12 or 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps: reinstall only when pyproject.toml changes, so a second run is instant.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+## Run the service with the shipped model on http://localhost:8000
+serve: $(VENV)/.runtime
+	$(BIN)/python -m app
+
+## Run the whole test suite (lint included)
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Retrain the shipped architecture / the tutorial baseline on the shared dataset
+train: $(VENV)/.dev
+	$(BIN)/python -m training train --csv $(DATA)/train.csv --images $(DATA)/Images
+
+train-seed: $(VENV)/.dev
+	$(BIN)/python -m training train --arch seed --store runs/store --csv $(DATA)/train.csv --images $(DATA)/Images
+
+## Regenerate the README's model card from the shipped model's metadata
+card: $(VENV)/.dev
+	$(BIN)/python -m training card --model-dir $$(ls -d model_store/poster-genres/*/ | tail -n 1) --readme README.md
+
+clean-venv:
+	rm -rf $(VENV)
