@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--strict", action="store_true", help="stop on a missing/unreadable image")
     train.add_argument("--limit", type=int, default=0, help="use only the first N posters")
     train.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    train.add_argument("--fine-tune-epochs", type=int, default=None, help="lite0: 2nd phase")
+    train.add_argument("--fine-tune-from-block", type=int, default=None)
+    train.add_argument("--fine-tune-learning-rate", type=float, default=None)
 
     evaluate = commands.add_parser("evaluate", help="score a model version on a labelled set")
     evaluate.add_argument("--model-dir", type=Path, required=True)
@@ -43,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--baseline-dir", type=Path, required=True)
     compare.add_argument("--as", dest="label", default="seed", help="name in the model card")
 
+    probe = commands.add_parser(
+        "probe", help="linear probe: pretrained vs random Lite0 features on the validation split"
+    )
+    probe.add_argument("--csv", type=Path, default=DEFAULT_DATA / "train.csv")
+    probe.add_argument("--images", type=Path, default=DEFAULT_DATA / "Images")
+    probe.add_argument("--train-limit", type=int, default=1500)
+
     card = commands.add_parser("card", help="print the model card (Markdown) of a model version")
     card.add_argument("--model-dir", type=Path, required=True)
     card.add_argument("--readme", type=Path, default=None, help="rewrite the card inside README")
@@ -51,9 +61,25 @@ def _parser() -> argparse.ArgumentParser:
 
 # What each architecture trains with unless the command line says otherwise. The seed's are the
 # tutorial's own: 10 epochs, batch 64, Adam's defaults, no early stopping.
-ARCH_DEFAULTS = {
-    "seed": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "patience": 0},
-    "compact": {"epochs": 24, "batch_size": 32, "learning_rate": 2e-3, "patience": 5},
+_NO_FINE_TUNING = {
+    "fine_tune_epochs": 0,
+    "fine_tune_from_block": 10,
+    "fine_tune_learning_rate": 1e-4,
+}
+ARCH_DEFAULTS: dict[str, dict[str, float]] = {
+    "seed": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "patience": 0}
+    | _NO_FINE_TUNING,
+    "compact": {"epochs": 24, "batch_size": 32, "learning_rate": 2e-3, "patience": 5}
+    | _NO_FINE_TUNING,
+    "lite0": {
+        "epochs": 8,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "patience": 3,
+        "fine_tune_epochs": 6,
+        "fine_tune_from_block": 10,
+        "fine_tune_learning_rate": 1e-4,
+    },
 }
 
 
@@ -98,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.export import record_comparison
 
         record_comparison(args.model_dir, args.baseline_dir, args.label)
+        return 0
+    if args.command == "probe":
+        from training.probe import linear_probe
+
+        print(json.dumps(linear_probe(args.csv, args.images, train_limit=args.train_limit)))
         return 0
     if args.command == "card":
         from training.card import model_card, replace_in_readme

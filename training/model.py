@@ -65,11 +65,21 @@ def build_compact(n_genres: int, internal_size: int = 128) -> keras.Model:
     return keras.Model(inputs, outputs, name="compact")
 
 
+def build_lite0(n_genres: int) -> keras.Model:
+    """ImageNet-pretrained EfficientNet-Lite0 (frozen at first) with a sigmoid head."""
+    from training.efficientnet_lite import build_lite0_classifier
+
+    return build_lite0_classifier(n_genres)
+
+
 ARCHITECTURES: dict[str, Callable[[int], keras.Model]] = {
     "seed": build_seed,
     "compact": build_compact,
+    "lite0": build_lite0,
 }
-DEFAULT_ARCH = "compact"
+# Architectures with a pretrained backbone to open up for a second, fine-tuning phase.
+FINE_TUNABLE = {"lite0"}
+DEFAULT_ARCH = "lite0"
 
 
 def build_model(arch: str, n_genres: int) -> keras.Model:

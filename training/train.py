@@ -28,8 +28,9 @@ from training.dataset import (
     load_labels,
     split_indices,
 )
+from training.efficientnet_lite import unfreeze_top
 from training.export import write_version
-from training.model import build_model
+from training.model import FINE_TUNABLE, build_model
 from training.plots import save_curves
 
 
@@ -53,6 +54,9 @@ class TrainConfig:
     strict: bool = False
     limit: int = 0  # train on the first N unique posters only (smoke runs)
     workers: int = 2
+    fine_tune_epochs: int = 0  # second phase with the backbone's top opened (lite0)
+    fine_tune_from_block: int = 10
+    fine_tune_learning_rate: float = 1e-4
 
 
 def peak_rss_mb() -> float:
@@ -165,12 +169,47 @@ def run(config: TrainConfig) -> Path:
                 monitor="val_mAP", mode="max", patience=config.patience, restore_best_weights=True
             )
         )
+    train_batches = batches(parts["train"], shuffle=True)
+    total_epochs = config.epochs + config.fine_tune_epochs
+    progress.epochs = total_epochs
     model.fit(
-        batches(parts["train"], shuffle=True),
+        train_batches,
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 0,
     )
+    if config.fine_tune_epochs:
+        if config.arch not in FINE_TUNABLE:
+            raise ValueError(f"--fine-tune-epochs needs a pretrained architecture: {FINE_TUNABLE}")
+        opened = unfreeze_top(model, config.fine_tune_from_block)
+        say(f"fine-tuning: {opened} backbone layers from block {config.fine_tune_from_block} open")
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+            loss="binary_crossentropy",
+        )
+        best_before = max(r["val_mAP"] for r in progress.history)
+        kept = {v.path: v.numpy() for v in model.weights}
+        fine_tune_callbacks: list[keras.callbacks.Callback] = [progress]
+        if config.patience:
+            fine_tune_callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_mAP",
+                    mode="max",
+                    patience=config.patience,
+                    restore_best_weights=True,
+                )
+            )
+        model.fit(
+            train_batches,
+            initial_epoch=len(progress.history),
+            epochs=len(progress.history) + config.fine_tune_epochs,
+            callbacks=fine_tune_callbacks,
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+        if max(r["val_mAP"] for r in progress.history[-config.fine_tune_epochs :]) < best_before:
+            say("fine-tuning did not beat the frozen backbone on validation; keeping the latter")
+            for variable in model.weights:
+                variable.assign(kept[variable.path])
 
     prior = metrics.label_prior(parts["train"].labels)
     val_probs = model.predict(val_batches, verbose=0)
