@@ -90,6 +90,13 @@ class NotReady(ServiceUnavailable):
     code = "not_ready"
 
 
+class ClientDisconnected(ServiceError):
+    """Nobody is listening any more; the status is only for the access log (nginx's 499)."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
 class InferenceFailed(ServiceError):
     status_code = 500
     code = "inference_failed"

@@ -246,3 +246,45 @@ def test_api_key_when_configured(tiny_store: Path) -> None:
             assert ok.status_code == 200
         assert secured.get("/health").status_code == 200
         assert secured.get("/metrics").status_code == 200
+
+
+def test_draining_service_refuses_work_and_fails_readiness(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store))
+    with TestClient(app) as draining:
+        app.state.service.drain()
+        ready = draining.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert draining.get("/health/live").status_code == 200
+        refused = predict(draining)
+        assert_error(refused, 503, "unavailable")
+        assert refused.headers["Retry-After"] == "1"
+
+
+def test_model_exception_is_a_clean_500_and_the_next_request_succeeds(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store))
+    with TestClient(app, raise_server_exceptions=False) as faulty:
+        classifier = app.state.service.classifier
+        original = classifier.predict
+
+        def explode(batch: np.ndarray) -> np.ndarray:
+            raise RuntimeError("/secret/path/model.keras exploded")
+
+        app.state.service.batcher._infer = explode
+        failed = predict(faulty)
+        assert_error(failed, 500, "inference_failed")
+        assert "secret" not in failed.text and "Traceback" not in failed.text
+        app.state.service.batcher._infer = original
+        assert predict(faulty).status_code == 200
+
+
+def test_openapi_declares_request_response_and_error_schemas(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/predict"]["post"]
+    assert "multipart/form-data" in operation["requestBody"]["content"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Prediction"
+    )
+    for status in ("400", "413", "415", "422", "503"):
+        schema = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/ErrorResponse")
+    assert client.get("/docs").status_code == 200

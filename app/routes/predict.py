@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from app.deps import ServiceDep, SettingsDep, require_api_key
-from app.errors import ServiceError, TooManyFiles
+from app.errors import ClientDisconnected, ServiceError, TooManyFiles
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
+
+T = TypeVar("T")
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 
@@ -29,13 +32,33 @@ TopK = Annotated[int | None, Query(description="how many genres in top_k (1 to N
 PosterFile = Annotated[UploadFile, File(description="a JPEG, PNG, WebP or GIF poster")]
 
 
+async def _client_gone(request: Request) -> None:
+    # The body has been read, so the next ASGI message is the disconnect (or the end of the exchange).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it if the client disconnects first, so the model skips its image."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientDisconnected("The client went away.")
+    return task.result()
+
+
 @router.post("/predict", response_model=Prediction, responses=_ERRORS)  # type: ignore[arg-type]
 async def predict(
     request: Request, file: PosterFile, service: ServiceDep, top_k: TopK = None
 ) -> Prediction:
     """Genre probabilities for one poster."""
     service.check_top_k(top_k)
-    prediction = await service.predict(await file.read(), top_k)
+    prediction = await unless_client_leaves(request, service.predict(await file.read(), top_k))
     request.state.top_genre = prediction.top_k[0].genre
     return prediction
 
@@ -62,4 +85,5 @@ async def predict_batch(
             return BatchItem(filename=upload.filename, error=error)
         return BatchItem(filename=upload.filename, result=result)
 
-    return BatchPrediction(results=list(await asyncio.gather(*(one(f) for f in files))))
+    results = await unless_client_leaves(request, asyncio.gather(*(one(f) for f in files)))
+    return BatchPrediction(results=list(results))

@@ -1,0 +1,133 @@
+"""The micro-batcher on its own: batching, bounds, deadlines, cancelled work, model failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from app.batching import MicroBatcher
+from app.errors import DeadlineExceeded, InferenceFailed, Overloaded
+
+
+class RecordingModel:
+    """Returns each image's first pixel as its 'probability' and records batch sizes."""
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.batches: list[list[float]] = []
+        self.delay_s = delay_s
+        self.fail = fail
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("boom")
+        self.batches.append([float(x) for x in batch[:, 0]])
+        return batch[:, :1]
+
+
+def image(value: float) -> np.ndarray:
+    return np.full(2, value, dtype=np.float32)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_submissions_share_one_call_and_get_their_own_rows() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[float]:
+        batcher = MicroBatcher(model, max_batch=8, max_wait_s=0.1, max_queue=16)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(5)))
+        await batcher.stop()
+        return [float(r.probabilities[0]) for r in results]
+
+    assert run(scenario()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert model.batches == [[0.0, 1.0, 2.0, 3.0, 4.0]]
+
+
+def test_batches_never_exceed_max_batch() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=3, max_wait_s=0.05, max_queue=16)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(7)))
+        await batcher.stop()
+
+    run(scenario())
+    assert max(len(b) for b in model.batches) == 3
+    assert sum(len(b) for b in model.batches) == 7
+
+
+def test_full_queue_is_overloaded_at_once() -> None:
+    async def scenario() -> None:
+        batcher = MicroBatcher(RecordingModel(), max_batch=1, max_wait_s=0, max_queue=2)
+        # Worker not started: nothing drains the queue.
+        pending = [asyncio.ensure_future(batcher.submit(image(i), 5)) for i in range(2)]
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        with pytest.raises(Overloaded):
+            await batcher.submit(image(9), 5)
+        assert time.monotonic() - started < 0.05
+        for task in pending:
+            task.cancel()
+        await batcher.stop()
+
+    run(scenario())
+
+
+def test_images_past_their_deadline_are_refused_without_a_model_call() -> None:
+    model = RecordingModel(delay_s=0.3)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=8)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(image(1), 5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(image(2), 0.1)  # waits behind the 0.3 s call
+        await first
+        await batcher.stop()
+
+    run(scenario())
+    assert model.batches == [[1.0]]
+
+
+def test_cancelled_requests_are_dropped_before_the_model() -> None:
+    model = RecordingModel(delay_s=0.2)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=8)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(image(1), 5))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher.submit(image(2), 5))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # what the route does when the client disconnects
+        third = await batcher.submit(image(3), 5)
+        await first
+        assert float(third.probabilities[0]) == 3.0
+        await batcher.stop()
+
+    run(scenario())
+    assert model.batches == [[1.0], [3.0]]
+
+
+def test_model_failure_fails_that_batch_only() -> None:
+    model = RecordingModel(fail=True)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=2, max_wait_s=0, max_queue=8)
+        batcher.start()
+        with pytest.raises(InferenceFailed):
+            await batcher.submit(image(1), 5)
+        model.fail = False
+        assert float((await batcher.submit(image(2), 5)).probabilities[0]) == 2.0
+        await batcher.stop()
+
+    run(scenario())
