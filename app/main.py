@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from app.classifier import GenreClassifier
 from app.config import Settings, get_settings
@@ -16,7 +17,7 @@ from app.error_handlers import error_response, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.model_store import ModelStoreError, load_version, resolve_version_dir
-from app.routes import health, info, predict
+from app.routes import health, info, page, predict
 from app.service import PredictionService
 
 logger = logging.getLogger("app")
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(info.router)
     app.include_router(health.router)
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,125 @@
+"""The try-it page in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Skips locally, saying why, when Chromium or Playwright is missing; fails instead under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI, poster_bytes
+from tests.test_lifecycle import free_port, wait_ready
+
+PROJECT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def prerequisite(ok: bool, why: str) -> None:
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"{why} (required when CI=true)")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    prerequisite(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        prerequisite(False, "Playwright for Python is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def service(tiny_store: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "POSTER_MODEL_STORE": str(tiny_store),
+        "POSTER_HOST": "127.0.0.1",
+        "POSTER_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_uploaded_poster_shows_the_api_numbers(browser, service: str, tmp_path: Path) -> None:
+    poster = tmp_path / "poster.png"
+    poster.write_bytes(poster_bytes((200, 30, 30), size=(120, 180), fmt="PNG", square=True))
+    api = httpx.post(f"{service}/predict", files={"file": ("poster.png", poster.read_bytes())})
+    expected = {p["genre"]: p["probability"] for p in api.json()["probabilities"]}
+    predicted = {p["genre"] for p in api.json()["predicted"]}
+
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    page.goto(service)
+    page.get_by_label("Choose a poster").set_input_files(str(poster))
+    page.wait_for_selector("#bars .bar")
+    bars = page.locator("#bars .bar")
+    assert bars.count() == len(expected)
+    shown = {}
+    for i in range(bars.count()):
+        bar = bars.nth(i)
+        genre = bar.get_attribute("data-genre")
+        shown[genre] = float(bar.get_attribute("data-probability"))
+        assert bar.locator(".bar-value").inner_text() == f"{expected[genre] * 100:.1f}%"
+        assert ("is-predicted" in bar.get_attribute("class")) == (genre in predicted)
+        assert bar.locator(".bar-threshold").count() == 1
+    assert shown == pytest.approx(expected, abs=1e-6)
+    values = list(shown.values())
+    assert values == sorted(values, reverse=True)
+    assert "tiny" in page.locator("#model-version").inner_text()
+    assert page.locator("#preview").get_attribute("src").startswith("blob:")
+    page.close()
+
+
+def test_non_image_upload_shows_a_readable_error(browser, service: str, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("these are not pixels")
+    page = browser.new_page()
+    page.goto(service)
+    page.get_by_label("Choose a poster").set_input_files(str(fake))
+    message = page.locator("#message.error")
+    message.wait_for()
+    assert "not a poster image we can read" in message.inner_text()
+    assert page.locator("#result").is_hidden()
+    page.close()
+
+
+def test_page_needs_no_external_resources(service: str) -> None:
+    html = httpx.get(service).text
+    assert "http://" not in html and "https://" not in html
+    for asset in ("/static/page.css", "/static/page.js"):
+        assert httpx.get(service + asset).status_code == 200
