@@ -66,8 +66,15 @@ class GenreClassifier:
 
     def warm_up(self) -> None:
         """Compile and run every bucket once, so the first real request pays no tracing cost."""
-        for size in self.buckets:
-            self._run_bucket(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+        tf_logger = tf.get_logger()
+        level = tf_logger.level
+        # One trace per bucket is the design; TensorFlow's "frequent retracing" hint is not news.
+        tf_logger.setLevel("ERROR")
+        try:
+            for size in self.buckets:
+                self._run_bucket(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+        finally:
+            tf_logger.setLevel(level)
 
     def _run_bucket(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._forward[len(batch)](tf.constant(batch)), dtype=np.float32)

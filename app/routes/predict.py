@@ -58,6 +58,8 @@ async def predict(
 ) -> Prediction:
     """Genre probabilities for one poster."""
     service.check_top_k(top_k)
+    if len((await request.form()).getlist("file")) > 1:
+        raise TooManyFiles("/predict takes one file; send several to /predict/batch.")
     prediction = await unless_client_leaves(request, service.predict(await file.read(), top_k))
     request.state.top_genre = prediction.top_k[0].genre
     return prediction

@@ -1,0 +1,190 @@
+"""Hostile and unlucky traffic: malformed multipart, floods, clients that vanish, CORS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from tests.conftest import make_settings, poster_bytes
+from tests.test_api import assert_error, predict
+from tests.test_lifecycle import free_port, wait_ready
+
+PROJECT = Path(__file__).resolve().parents[1]
+POSTER = poster_bytes()
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "code"),
+    [
+        (
+            {"files": [("file", ("a.jpg", POSTER)), ("file", ("b.jpg", POSTER))]},
+            422,
+            "too_many_files",
+        ),
+        ({"content": b"", "headers": MULTIPART}, 422, "missing_file"),
+        (
+            {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}},
+            400,
+            "bad_request",
+        ),
+        ({"json": {"file": "not multipart"}}, 422, "missing_file"),
+        (
+            {"files": {"file": ("a.jpg", POSTER)}, "data": {"note": "x" * 1_500_000}},
+            400,
+            "bad_request",
+        ),
+        (
+            {"files": {"file": ("a.jpg", POSTER)}, "data": {f"f{i}": "1" for i in range(3000)}},
+            400,
+            "bad_request",
+        ),
+        (
+            {"content": b"--x\r\nContent-Disposition: nonsense\r\n\r\nzz", "headers": MULTIPART},
+            400,
+            "bad_request",
+        ),
+    ],
+    ids=[
+        "two-files",
+        "empty-body",
+        "no-boundary",
+        "json",
+        "1.5MB-text-field",
+        "3000-fields",
+        "garbage",
+    ],
+)
+def test_malformed_multipart_gets_the_error_contract(
+    client: TestClient, request_kwargs: dict, status: int, code: str
+) -> None:
+    assert_error(client.post("/predict", **request_kwargs), status, code)
+    assert predict(client).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_wrong_methods_are_405(client: TestClient, method: str) -> None:
+    assert_error(getattr(client, method)("/predict"), 405, "method_not_allowed")
+
+
+def test_flood_gets_only_200s_and_fast_503s_while_health_answers(tiny_store: Path) -> None:
+    settings = make_settings(
+        tiny_store, max_queue=4, max_batch_size=2, decode_workers=1, max_batch_wait_ms=20
+    )
+    app = create_app(settings)
+    health_codes: list[int] = []
+    stop = threading.Event()
+    with TestClient(app) as flooded:
+
+        def poll_health() -> None:
+            while not stop.is_set():
+                health_codes.append(flooded.get("/health").status_code)
+                time.sleep(0.02)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        with ThreadPoolExecutor(48) as pool:
+            responses = list(pool.map(lambda _: predict(flooded), range(96)))
+        stop.set()
+        poller.join()
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503}
+    assert codes.count(200) >= settings.max_batch_size
+    assert codes.count(503) > 0, "the flood never overflowed the queue: the test proves nothing"
+    for refused in (r for r in responses if r.status_code == 503):
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["Retry-After"] == "1"
+    assert health_codes and set(health_codes) == {200}
+
+
+@pytest.fixture
+def live_server(
+    tiny_store: Path, tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    port = free_port()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = {
+        **os.environ,
+        "POSTER_MODEL_STORE": str(tiny_store),
+        "POSTER_HOST": "127.0.0.1",
+        "POSTER_PORT": str(port),
+        "TMPDIR": str(spool),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield url, process, spool
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_clients_that_vanish_mid_upload_leak_nothing(live_server) -> None:
+    url, process, spool = live_server
+    port = int(url.rsplit(":", 1)[1])
+    fds = Path(f"/proc/{process.pid}/fd")
+    predict_once = lambda: httpx.post(f"{url}/predict", files={"file": ("p.jpg", POSTER)})  # noqa: E731
+    assert predict_once().status_code == 200
+    before = len(list(fds.iterdir()))
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n"
+        b"Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+        b'--x\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n\r\n'
+    )
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + b"\0" * 2_000_000)  # more than the 1 MB spooled in memory
+    time.sleep(1.0)
+    assert predict_once().status_code == 200
+    assert len(list(fds.iterdir())) <= before + 2
+    assert list(spool.iterdir()) == []
+
+
+def test_cors_is_off_by_default_and_an_allow_list_when_configured(
+    client: TestClient, tiny_store: Path
+) -> None:
+    asked = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/predict", headers=asked).headers
+    app = create_app(make_settings(tiny_store, cors_origins=["https://example.org"]))
+    with TestClient(app) as allowed:
+        preflight = allowed.options("/predict", headers=asked)
+        assert preflight.headers["access-control-allow-origin"] == "https://example.org"
+        assert "access-control-allow-credentials" not in preflight.headers
+        other = allowed.options("/predict", headers={**asked, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_wildcard_cors_is_refused_at_startup(tiny_store: Path) -> None:
+    with pytest.raises(ValueError, match="explicitly"):
+        make_settings(tiny_store, cors_origins=["*"])
+
+
+def test_error_bodies_carry_no_traceback_path_or_version(client: TestClient) -> None:
+    for response in (
+        predict(client, b"garbage"),
+        client.get("/nope"),
+        client.post(
+            "/predict", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}
+        ),
+    ):
+        text = response.text
+        assert "Traceback" not in text and "/work" not in text and "site-packages" not in text
+        assert "python" not in text.lower()
