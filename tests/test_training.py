@@ -227,3 +227,23 @@ def test_saved_model_carries_no_optimizer_state(tiny_version: Path) -> None:
         weights = io.BytesIO(archive.read("model.weights.h5"))
     with h5py.File(weights) as h5:
         assert "optimizer" not in h5
+
+
+def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Path) -> None:
+    import shutil
+
+    from training.card import END, START, model_card, replace_in_readme
+
+    version = tmp_path / "v"
+    shutil.copytree(tiny_version, version)
+    record_comparison(version, tiny_version, "seed")
+    card = model_card(version)
+    recorded = json.loads((version / "metadata.json").read_text())["metrics"]["test"]
+    assert f"| {recorded['model']['mAP']:.3f} |" in card
+    assert "label prior" in card and "seed (`compact`)" in card
+    assert "python -m training train --arch compact --epochs 3" in card
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    replace_in_readme(readme, card)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text

@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--csv", type=Path, default=DEFAULT_DATA / "train.csv")
     probe.add_argument("--images", type=Path, default=DEFAULT_DATA / "Images")
     probe.add_argument("--train-limit", type=int, default=1500)
+    probe.add_argument("--internal-size", type=int, default=224)
+    probe.add_argument("--record", type=Path, default=None, help="add to this version's metadata")
 
     card = commands.add_parser("card", help="print the model card (Markdown) of a model version")
     card.add_argument("--model-dir", type=Path, required=True)
@@ -126,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         record_comparison(args.model_dir, args.baseline_dir, args.label)
         return 0
     if args.command == "probe":
+        from training.export import record_probe
         from training.probe import linear_probe
 
-        print(json.dumps(linear_probe(args.csv, args.images, train_limit=args.train_limit)))
+        result = linear_probe(
+            args.csv, args.images, train_limit=args.train_limit, internal_size=args.internal_size
+        )
+        if args.record:
+            record_probe(args.record, result)
+        print(json.dumps(result))
         return 0
     if args.command == "card":
         from training.card import model_card, replace_in_readme

@@ -75,6 +75,7 @@ def model_card(model_dir: Path) -> str:
     for label, other in m.get("compared", {}).items():
         lines.append(_row(f"{label} (`{other['architecture']}`)", other["test"]))
     lines.append(_row(f"**shipped** (`{m['architecture']}`)", test["model"]))
+    lines += _backbone_notes(m)
     lines += [
         "",
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
@@ -91,6 +92,28 @@ def model_card(model_dir: Path) -> str:
         f"`{CURVES_FILE}` beside the model.",
     ]
     return "\n".join(lines)
+
+
+def _backbone_notes(m: dict[str, Any]) -> list[str]:
+    """What pretraining, fine-tuning and resolution bought, when the run measured them."""
+    notes = []
+    history = m["training"]["history"]
+    frozen_epochs = int(m["training"]["config"].get("epochs", 0))
+    if m["training"]["config"].get("fine_tune_epochs") and len(history) > frozen_epochs:
+        frozen = max(r["val_mAP"] for r in history[:frozen_epochs])
+        tuned = max(r["val_mAP"] for r in history[frozen_epochs:])
+        notes.append(
+            f"Validation mAP with the backbone frozen: {frozen:.3f}; after fine-tuning blocks "
+            f"{m['training']['config']['fine_tune_from_block']}+ : {tuned:.3f}."
+        )
+    for probe in m.get("probes", []):
+        notes.append(
+            f"Linear probe at {probe['internal_size']}×{probe['internal_size']} "
+            f"({probe['n_train']} training posters, validation split): ImageNet features mAP "
+            f"{probe['pretrained']['mAP']:.3f}, the same network with random weights "
+            f"{probe['random']['mAP']:.3f}, label prior {probe['label_prior']['mAP']:.3f}."
+        )
+    return ["", *notes] if notes else []
 
 
 def replace_in_readme(readme: Path, card: str) -> None:

@@ -75,3 +75,13 @@ def record_comparison(model_dir: Path, baseline_dir: Path, label: str) -> None:
         "training": {k: baseline["training"][k] for k in ("epochs_run", "duration_s")},
     }
     _write_json_atomically(model_dir / METADATA_FILE, metadata)
+
+
+def record_probe(model_dir: Path, result: dict[str, Any]) -> None:
+    """Keep a linear-probe result (see training/probe.py) with the version it informed."""
+    metadata = read_json(model_dir / METADATA_FILE)
+    probes = [
+        p for p in metadata.get("probes", []) if p["internal_size"] != result["internal_size"]
+    ]
+    metadata["probes"] = sorted([*probes, result], key=lambda p: p["internal_size"])
+    _write_json_atomically(model_dir / METADATA_FILE, metadata)

@@ -41,17 +41,21 @@ def _fit_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int) -> keras.Mod
 
 
 def linear_probe(
-    csv: Path, images: Path, *, train_limit: int = 1500, seed: int = 42
+    csv: Path, images: Path, *, train_limit: int = 1500, seed: int = 42, internal_size: int = 224
 ) -> dict[str, Any]:
     """Validation mAP of a linear head on pretrained vs random frozen features (and the prior)."""
     table = load_labels(csv)
     split = split_indices(table.labels, seed=seed)
     train = table.subset(split["train"][:train_limit])
     validation = table.subset(split["validation"])
-    results: dict[str, Any] = {"n_train": len(train.ids), "n_validation": len(validation.ids)}
+    results: dict[str, Any] = {
+        "internal_size": internal_size,
+        "n_train": len(train.ids),
+        "n_validation": len(validation.ids),
+    }
     for name, pretrained in (("pretrained", True), ("random", False)):
         keras.utils.set_random_seed(seed)
-        extractor = feature_extractor(pretrained)
+        extractor = feature_extractor(pretrained, internal_size)
         features = {}
         for part_name, part in (("train", train), ("validation", validation)):
             batches = PosterBatches([image_path(images, i) for i in part.ids], None, batch_size=32)
