@@ -243,7 +243,7 @@ def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Pat
     assert "label prior" in card and "seed (`compact`)" in card
     assert "python -m training train --arch compact --epochs 3" in card
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    readme.write_text(f"intro\n{START}\nSTALE-CARD\n{END}\noutro\n")
     replace_in_readme(readme, card)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE-CARD" not in text
