@@ -50,12 +50,17 @@ def sha256_of(path: Path) -> str:
 def resolve_version_dir(store: Path, name: str, version: str | None) -> Path:
     """The directory of `version`, or of the newest version (by name order) when none is given."""
     model_dir = store / name
-    if version:
-        path = model_dir / version
-        if not path.is_dir():
-            raise ModelStoreError(f"model version not found: {path}")
-        return path
-    versions = sorted(p for p in model_dir.glob("*") if p.is_dir() and not p.name.startswith("."))
+    try:
+        if version:
+            path = model_dir / version
+            if not path.is_dir():
+                raise ModelStoreError(f"model version not found: {path}")
+            return path
+        versions = sorted(
+            p for p in model_dir.glob("*") if p.is_dir() and not p.name.startswith(".")
+        )
+    except OSError as exc:
+        raise ModelStoreError(f"cannot read the model store {model_dir}: {exc}") from exc
     if not versions:
         raise ModelStoreError(f"no model version found under {model_dir}")
     return versions[-1]
@@ -80,7 +85,10 @@ def load_version(path: Path) -> LoadedModel:
     if metadata.get("genres") != genres:
         raise ModelStoreError(f"{path}: genres.json and metadata.json list different genres")
     expected_sha = metadata.get("model_sha256")
-    actual_sha = sha256_of(path / MODEL_FILE)
+    try:
+        actual_sha = sha256_of(path / MODEL_FILE)
+    except OSError as exc:
+        raise ModelStoreError(f"cannot read {path / MODEL_FILE}: {exc}") from exc
     if actual_sha != expected_sha:
         raise ModelStoreError(
             f"{path / MODEL_FILE}: SHA-256 {actual_sha[:12]}... does not match metadata "

@@ -154,8 +154,10 @@ def test_request_id_is_echoed_when_safe_and_replaced_otherwise(client: TestClien
 def test_bad_uploads_get_the_error_contract(
     client: TestClient, data: bytes, status: int, code: str
 ) -> None:
+    before = predict(client).json()["probabilities"]
     assert_error(predict(client, data), status, code)
-    assert predict(client).status_code == 200
+    assert client.get("/health").status_code == 200
+    assert predict(client).json()["probabilities"] == before
 
 
 def test_image_over_pixel_limit_is_422(tiny_store: Path) -> None:
@@ -194,6 +196,22 @@ def test_body_over_limit_is_413_with_and_without_content_length(tiny_store: Path
         assert "content-length" not in {k.lower() for k in streamed.request.headers}
         assert_error(streamed, 413, "payload_too_large")
         assert predict(small, poster_bytes(size=(10, 10))).status_code == 200
+
+
+def test_body_limit_is_exact_to_the_byte(tiny_store: Path) -> None:
+    boundary = "b"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n\r\n'
+    tail = f"\r\n--{boundary}--\r\n"
+    poster = poster_bytes(size=(40, 60))
+    body = head.encode() + poster + tail.encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for streamed in (False, True):
+        for limit, expected in ((len(body), 200), (len(body) - 1, 413)):
+            app = create_app(make_settings(tiny_store, max_upload_bytes=limit))
+            with TestClient(app) as exact:
+                content = iter([body[:100], body[100:]]) if streamed else body
+                response = exact.post("/predict", content=content, headers=headers)
+                assert response.status_code == expected, (streamed, limit)
 
 
 def test_unknown_path_and_wrong_method_use_the_error_shape(client: TestClient) -> None:

@@ -80,7 +80,13 @@ def test_recognised_formats_outside_allow_list_are_unsupported(fmt: str) -> None
         decode_poster(poster_bytes(size=(32, 32), fmt=fmt))
 
 
-def test_eps_is_refused_without_starting_ghostscript() -> None:
+def test_eps_is_refused_without_starting_ghostscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    def no_programs(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an external program was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_programs)
     with pytest.raises(UnsupportedFormat):
         decode_poster(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
 

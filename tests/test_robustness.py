@@ -188,3 +188,57 @@ def test_error_bodies_carry_no_traceback_path_or_version(client: TestClient) -> 
         text = response.text
         assert "Traceback" not in text and "/work" not in text and "site-packages" not in text
         assert "python" not in text.lower()
+
+
+@pytest.mark.slow
+def test_serves_as_an_unprivileged_user_with_only_tmp_writable(tiny_store: Path) -> None:
+    """As in the image: nobody's uid, code and model read-only, a private writable TMPDIR."""
+    import shutil as sh
+
+    setpriv = sh.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to drop privileges")
+    import tempfile
+
+    # pytest's tmp_path sits under a root-only folder; nobody needs a path it may traverse.
+    shared = Path(tempfile.mkdtemp(prefix="poster-genres-ro-"))
+    store = shared / "store"
+    sh.copytree(tiny_store, store)
+    scratch = shared / "tmp"
+    scratch.mkdir()
+    for path in (shared, store, *store.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o444)
+    os.chown(scratch, 65534, 65534)
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": "/nonexistent",
+        "TMPDIR": str(scratch),
+        "POSTER_MODEL_STORE": str(store),
+        "POSTER_HOST": "127.0.0.1",
+        "POSTER_PORT": str(port),
+    }
+    argv = [
+        setpriv,
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "app",
+    ]
+    process = subprocess.Popen(argv, cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        answer = httpx.post(f"{url}/predict", files={"file": ("p.jpg", POSTER)})
+        assert answer.status_code == 200
+        assert (
+            int(Path(f"/proc/{process.pid}/status").read_text().split("Uid:")[1].split()[0])
+            == 65534
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()  # type: ignore[union-attr]
+        sh.rmtree(shared, ignore_errors=True)
