@@ -50,10 +50,14 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
+        sizes: tuple[int, ...] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._infer = infer
         self.max_batch = max_batch
+        # Batch sizes the model runs without padding; extra images wait for the next call.
+        self.sizes = tuple(s for s in (sizes or range(1, max_batch + 1)) if s <= max_batch)
+        self._carry: list[_Job] = []
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -73,8 +77,10 @@ class MicroBatcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        leftovers, self._carry = self._carry, []
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            leftovers.append(self._queue.get_nowait())
+        for job in leftovers:
             if not job.future.done():
                 job.future.set_exception(Overloaded("The service is shutting down."))
         self._executor.shutdown(wait=True)
@@ -89,7 +95,9 @@ class MicroBatcher:
         return await job.future
 
     async def _collect(self) -> list[_Job]:
-        jobs = [await self._queue.get()]
+        jobs, self._carry = self._carry, []
+        if not jobs:
+            jobs.append(await self._queue.get())
         give_up_at = time.monotonic() + self.max_wait_s
         while len(jobs) < self.max_batch:
             remaining = give_up_at - time.monotonic()
@@ -122,6 +130,8 @@ class MicroBatcher:
                 live.append(job)
             if not live:
                 continue
+            fits = max(s for s in self.sizes if s <= len(live))
+            live, self._carry = live[:fits], live[fits:]
             batch = np.stack([job.image for job in live])
             started = time.monotonic()
             try:

@@ -28,11 +28,15 @@ class Decision:
 
 
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
-    """Powers of two up to `max_batch` (and `max_batch` itself): the only shapes ever compiled."""
+    """The only batch shapes ever compiled: powers of two and their 1.5x (1, 2, 3, 4, 6, 8, 12,
+    16, ...) up to `max_batch`, and `max_batch` itself. The batcher runs exactly these sizes, so a
+    CPU-bound model never computes padding."""
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
-    sizes = {1 << i for i in range(max_batch.bit_length()) if 1 << i <= max_batch}
-    return tuple(sorted(sizes | {max_batch}))
+    sizes = {max_batch}
+    for i in range(max_batch.bit_length()):
+        sizes |= {s for s in (1 << i, 3 << i >> 1) if 1 <= s <= max_batch}
+    return tuple(sorted(sizes))
 
 
 class GenreClassifier:

@@ -42,6 +42,7 @@ class PredictionService:
             max_batch=min(settings.max_batch_size, classifier.max_batch),
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
+            sizes=classifier.buckets,
             on_batch=metrics.batch_size.observe,
         )
         metrics.track_queue(lambda: self.batcher.depth)

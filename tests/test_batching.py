@@ -131,3 +131,28 @@ def test_model_failure_fails_that_batch_only() -> None:
         await batcher.stop()
 
     run(scenario())
+
+
+def test_batches_only_use_compiled_sizes_so_nothing_is_padded() -> None:
+    model = RecordingModel(delay_s=0.05)
+
+    async def scenario() -> list[float]:
+        batcher = MicroBatcher(
+            model, max_batch=8, max_wait_s=0.05, max_queue=16, sizes=(1, 2, 4, 8)
+        )
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(7)))
+        await batcher.stop()
+        return [float(r.probabilities[0]) for r in results]
+
+    assert run(scenario()) == [float(i) for i in range(7)]
+    assert [len(b) for b in model.batches] == [4, 2, 1]
+    assert sorted(x for b in model.batches for x in b) == [float(i) for i in range(7)]
+
+
+def test_bucket_sizes_are_powers_of_two_and_their_halfway_points() -> None:
+    from app.classifier import bucket_sizes
+
+    assert bucket_sizes(16) == (1, 2, 3, 4, 6, 8, 12, 16)
+    assert bucket_sizes(10) == (1, 2, 3, 4, 6, 8, 10)
+    assert bucket_sizes(1) == (1,)
