@@ -5,10 +5,7 @@ Skips locally, saying why, when Chromium or Playwright is missing; fails instead
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI, poster_bytes
-from tests.test_lifecycle import free_port, wait_ready
+from tests.service_process import running_service
 
-PROJECT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -56,24 +52,8 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def service(tiny_store: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "POSTER_MODEL_STORE": str(tiny_store),
-        "POSTER_HOST": "127.0.0.1",
-        "POSTER_PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stderr.close()  # type: ignore[union-attr]
+    with running_service(tiny_store) as running:
+        yield running.url
 
 
 def test_uploaded_poster_shows_the_api_numbers(browser, service: str, tmp_path: Path) -> None:

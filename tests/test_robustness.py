@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +17,9 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.conftest import make_settings, poster_bytes
+from tests.service_process import running_service
 from tests.test_api import assert_error, predict
-from tests.test_lifecycle import free_port, wait_ready
 
-PROJECT = Path(__file__).resolve().parents[1]
 POSTER = poster_bytes()
 MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
 
@@ -113,27 +111,10 @@ def test_flood_gets_only_200s_and_fast_503s_while_health_answers(tiny_store: Pat
 def live_server(
     tiny_store: Path, tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
-    port = free_port()
     spool = tmp_path / "spool"
     spool.mkdir()
-    env = {
-        **os.environ,
-        "POSTER_MODEL_STORE": str(tiny_store),
-        "POSTER_HOST": "127.0.0.1",
-        "POSTER_PORT": str(port),
-        "TMPDIR": str(spool),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
-        yield url, process, spool
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stderr.close()  # type: ignore[union-attr]
+    with running_service(tiny_store, {"TMPDIR": str(spool)}) as running:
+        yield running.url, running.process, spool
 
 
 @pytest.mark.slow
@@ -209,36 +190,13 @@ def test_serves_as_an_unprivileged_user_with_only_tmp_writable(tiny_store: Path)
     for path in (shared, store, *store.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o444)
     os.chown(scratch, 65534, 65534)
-    port = free_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": "/nonexistent",
-        "TMPDIR": str(scratch),
-        "POSTER_MODEL_STORE": str(store),
-        "POSTER_HOST": "127.0.0.1",
-        "POSTER_PORT": str(port),
-    }
-    argv = [
-        setpriv,
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        sys.executable,
-        "-m",
-        "app",
-    ]
-    process = subprocess.Popen(argv, cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True)
+    env = {"HOME": "/nonexistent", "TMPDIR": str(scratch)}
+    drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
-        answer = httpx.post(f"{url}/predict", files={"file": ("p.jpg", POSTER)})
-        assert answer.status_code == 200
-        assert (
-            int(Path(f"/proc/{process.pid}/status").read_text().split("Uid:")[1].split()[0])
-            == 65534
-        )
+        with running_service(store, env, prefix=drop, inherit_env=False) as running:
+            answer = httpx.post(f"{running.url}/predict", files={"file": ("p.jpg", POSTER)})
+            assert answer.status_code == 200
+            status = Path(f"/proc/{running.process.pid}/status").read_text()
+            assert int(status.split("Uid:")[1].split()[0]) == 65534
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stderr.close()  # type: ignore[union-attr]
         sh.rmtree(shared, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""Start the real service process (`python -m app`) for tests that need signals, sockets or a browser."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read()}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server never became ready")
+
+
+@dataclass
+class RunningService:
+    url: str
+    port: int
+    process: subprocess.Popen[str]
+
+
+@contextmanager
+def running_service(
+    store: Path,
+    env: dict[str, str] | None = None,
+    *,
+    prefix: Sequence[str] = (),
+    inherit_env: bool = True,
+) -> Iterator[RunningService]:
+    """`python -m app` on a free loopback port serving `store`; stopped (and reaped) afterwards."""
+    port = free_port()
+    base = dict(os.environ) if inherit_env else {"PATH": os.environ["PATH"]}
+    full_env = {
+        **base,
+        "POSTER_MODEL_STORE": str(store),
+        "POSTER_HOST": "127.0.0.1",
+        "POSTER_PORT": str(port),
+        **(env or {}),
+    }
+    argv = [*prefix, sys.executable, "-m", "app"]
+    process = subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield RunningService(url, port, process)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stderr.close()  # type: ignore[union-attr]
