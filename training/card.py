@@ -34,7 +34,14 @@ def reproduce_command(metadata: dict[str, Any]) -> str:
         f"python -m training train --arch {config['arch']} --epochs {config['epochs']} "
         f"--batch-size {config['batch_size']} --learning-rate {config['learning_rate']} "
         f"--patience {config['patience']} --split-seed {config['split_seed']} "
-        f"--version {metadata['version']}"
+        + (
+            f"--fine-tune-epochs {config['fine_tune_epochs']} "
+            f"--fine-tune-from-block {config['fine_tune_from_block']} "
+            f"--fine-tune-learning-rate {config['fine_tune_learning_rate']} "
+            if config.get("fine_tune_epochs")
+            else ""
+        )
+        + f"--version {metadata['version']}"
     )
 
 
