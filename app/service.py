@@ -108,7 +108,9 @@ class PredictionService:
             decoded, model_input, decode_s, preprocess_s = await self._decode(data)
         finally:
             self._admitted -= 1
-        result = await self.batcher.submit(model_input, self.settings.request_deadline_s)
+        # The deadline covers the whole wait, including for a decode slot.
+        remaining_s = self.settings.request_deadline_s - (time.perf_counter() - started)
+        result = await self.batcher.submit(model_input, remaining_s)
         decision = self.classifier.decide(result.probabilities, k)
         stages = {
             "decode": decode_s,
