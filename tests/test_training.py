@@ -240,7 +240,7 @@ def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Pat
     card = model_card(version)
     recorded = json.loads((version / "metadata.json").read_text())["metrics"]["test"]
     assert f"| {recorded['model']['mAP']:.3f} |" in card
-    assert "label prior" in card and "seed (`compact`)" in card
+    assert "label prior" in card and "seed (`compact`, same split)" in card
     assert "python -m training train --arch compact --epochs 3" in card
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nSTALE-CARD\n{END}\noutro\n")

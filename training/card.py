@@ -80,7 +80,7 @@ def model_card(model_dir: Path) -> str:
         _row("label prior (training frequencies)", test["label_prior"]),
     ]
     for label, other in m.get("compared", {}).items():
-        lines.append(_row(f"{label} (`{other['architecture']}`)", other["test"]))
+        lines.append(_row(f"{label} (`{other['architecture']}`, same split)", other["test"]))
     lines.append(_row(f"**shipped** (`{m['architecture']}`)", test["model"]))
     lines += _backbone_notes(m)
     lines += [
@@ -110,12 +110,12 @@ def _backbone_notes(m: dict[str, Any]) -> list[str]:
         frozen = max(r["val_mAP"] for r in history[:frozen_epochs])
         tuned = max(r["val_mAP"] for r in history[frozen_epochs:])
         notes.append(
-            f"Validation mAP with the backbone frozen: {frozen:.3f}; after fine-tuning blocks "
+            f"- Validation mAP with the backbone frozen: {frozen:.3f}; after fine-tuning blocks "
             f"{m['training']['config']['fine_tune_from_block']}+ : {tuned:.3f}."
         )
     for probe in m.get("probes", []):
         notes.append(
-            f"Linear probe at {probe['internal_size']}×{probe['internal_size']} "
+            f"- Linear probe at {probe['internal_size']}×{probe['internal_size']} "
             f"({probe['n_train']} training posters, validation split): ImageNet features mAP "
             f"{probe['pretrained']['mAP']:.3f}, the same network with random weights "
             f"{probe['random']['mAP']:.3f}, label prior {probe['label_prior']['mAP']:.3f}."
