@@ -61,6 +61,14 @@ class PredictionService:
         self._decoder.shutdown(wait=True)
 
     @property
+    def saturated(self) -> bool:
+        """True when a new image would be refused anyway: decoding or the model queue is full."""
+        return (
+            self._admitted >= self.settings.max_queue
+            or self.batcher.depth >= self.settings.max_queue
+        )
+
+    @property
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
 
@@ -100,7 +108,7 @@ class PredictionService:
         k = self.check_top_k(top_k)
         if self.status != "ok":
             raise ServiceUnavailable(f"The service is {self.status}; retry on another replica.")
-        if self._admitted >= self.settings.max_queue:
+        if self.saturated:
             raise Overloaded("Too many images are being processed; retry shortly.")
         started = time.perf_counter()
         self._admitted += 1
