@@ -36,30 +36,28 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-def test_concurrent_submissions_share_one_call_and_get_their_own_rows() -> None:
-    model = RecordingModel()
+def submit_together(model: RecordingModel, n: int, **batcher_options: object) -> list[float]:
+    """Submit images 0..n-1 at once through a running batcher; each request's own answer."""
 
     async def scenario() -> list[float]:
-        batcher = MicroBatcher(model, max_batch=8, max_wait_s=0.1, max_queue=16)
+        batcher = MicroBatcher(model, max_queue=16, **batcher_options)  # type: ignore[arg-type]
         batcher.start()
-        results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(5)))
+        results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(n)))
         await batcher.stop()
         return [float(r.probabilities[0]) for r in results]
 
-    assert run(scenario()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    return run(scenario())
+
+
+def test_concurrent_submissions_share_one_call_and_get_their_own_rows() -> None:
+    model = RecordingModel()
+    assert submit_together(model, 5, max_batch=8, max_wait_s=0.1) == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert model.batches == [[0.0, 1.0, 2.0, 3.0, 4.0]]
 
 
 def test_batches_never_exceed_max_batch() -> None:
     model = RecordingModel()
-
-    async def scenario() -> None:
-        batcher = MicroBatcher(model, max_batch=3, max_wait_s=0.05, max_queue=16)
-        batcher.start()
-        await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(7)))
-        await batcher.stop()
-
-    run(scenario())
+    assert submit_together(model, 7, max_batch=3, max_wait_s=0.05) == [float(i) for i in range(7)]
     assert max(len(b) for b in model.batches) == 3
     assert sum(len(b) for b in model.batches) == 7
 
@@ -135,17 +133,8 @@ def test_model_failure_fails_that_batch_only() -> None:
 
 def test_batches_only_use_compiled_sizes_so_nothing_is_padded() -> None:
     model = RecordingModel(delay_s=0.05)
-
-    async def scenario() -> list[float]:
-        batcher = MicroBatcher(
-            model, max_batch=8, max_wait_s=0.05, max_queue=16, sizes=(1, 2, 4, 8)
-        )
-        batcher.start()
-        results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(7)))
-        await batcher.stop()
-        return [float(r.probabilities[0]) for r in results]
-
-    assert run(scenario()) == [float(i) for i in range(7)]
+    answers = submit_together(model, 7, max_batch=8, max_wait_s=0.05, sizes=(1, 2, 4, 8))
+    assert answers == [float(i) for i in range(7)]
     assert [len(b) for b in model.batches] == [4, 2, 1]
     assert sorted(x for b in model.batches for x in b) == [float(i) for i in range(7)]
 
