@@ -247,3 +247,13 @@ def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Pat
     replace_in_readme(readme, card)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE-CARD" not in text
+
+
+def test_fine_tuning_a_model_without_a_pretrained_backbone_fails_before_any_work(
+    tmp_path: Path,
+) -> None:
+    from training.train import TrainConfig, run
+
+    missing = tmp_path / "does-not-exist.csv"  # never read: the check comes first
+    with pytest.raises(ValueError, match="pretrained architecture"):
+        run(TrainConfig(csv=missing, images=tmp_path, arch="compact", fine_tune_epochs=2))

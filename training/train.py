@@ -97,6 +97,12 @@ class ValidationMAP(keras.callbacks.Callback):
         )
 
 
+def _early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
+    return keras.callbacks.EarlyStopping(
+        monitor="val_mAP", mode="max", patience=patience, restore_best_weights=True
+    )
+
+
 def _library_versions() -> dict[str, str]:
     names = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow")
     found = {}
@@ -137,6 +143,9 @@ def _prepare_data(config: TrainConfig) -> tuple[LabelTable, dict[str, Any]]:
 
 def run(config: TrainConfig) -> Path:
     """Train, evaluate and export one model version; returns its directory."""
+    if config.fine_tune_epochs and config.arch not in FINE_TUNABLE:
+        # Checked first: finding out after the first phase would waste the whole run.
+        raise ValueError(f"--fine-tune-epochs needs a pretrained architecture: {FINE_TUNABLE}")
     started = time.monotonic()
     table, data_info = _prepare_data(config)
     split = split_indices(
@@ -161,26 +170,25 @@ def run(config: TrainConfig) -> Path:
     model = build_model(config.arch, len(table.genres))
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy")
     val_batches = batches(parts["validation"], shuffle=False)
-    progress = ValidationMAP(val_batches, parts["validation"].labels, table.genres, config.epochs)
-    callbacks: list[keras.callbacks.Callback] = [progress]
-    if config.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_mAP", mode="max", patience=config.patience, restore_best_weights=True
-            )
-        )
-    train_batches = batches(parts["train"], shuffle=True)
     total_epochs = config.epochs + config.fine_tune_epochs
-    progress.epochs = total_epochs
-    model.fit(
-        train_batches,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 0,
-    )
+    progress = ValidationMAP(val_batches, parts["validation"].labels, table.genres, total_epochs)
+    train_batches = batches(parts["train"], shuffle=True)
+
+    def fit(epochs: int) -> None:
+        """One phase: `epochs` more epochs, early-stopped (best weights kept) when configured."""
+        callbacks: list[keras.callbacks.Callback] = [progress]
+        if config.patience:
+            callbacks.append(_early_stopping(config.patience))
+        model.fit(
+            train_batches,
+            initial_epoch=len(progress.history),
+            epochs=len(progress.history) + epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+
+    fit(config.epochs)
     if config.fine_tune_epochs:
-        if config.arch not in FINE_TUNABLE:
-            raise ValueError(f"--fine-tune-epochs needs a pretrained architecture: {FINE_TUNABLE}")
         opened = unfreeze_top(model, config.fine_tune_from_block)
         say(f"fine-tuning: {opened} backbone layers from block {config.fine_tune_from_block} open")
         model.compile(
@@ -189,23 +197,7 @@ def run(config: TrainConfig) -> Path:
         )
         best_before = max(r["val_mAP"] for r in progress.history)
         kept = {v.path: v.numpy() for v in model.weights}
-        fine_tune_callbacks: list[keras.callbacks.Callback] = [progress]
-        if config.patience:
-            fine_tune_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_mAP",
-                    mode="max",
-                    patience=config.patience,
-                    restore_best_weights=True,
-                )
-            )
-        model.fit(
-            train_batches,
-            initial_epoch=len(progress.history),
-            epochs=len(progress.history) + config.fine_tune_epochs,
-            callbacks=fine_tune_callbacks,
-            verbose=1 if sys.stdout.isatty() else 0,
-        )
+        fit(config.fine_tune_epochs)
         if max(r["val_mAP"] for r in progress.history[-config.fine_tune_epochs :]) < best_before:
             say("fine-tuning did not beat the frozen backbone on validation; keeping the latter")
             for variable in model.weights:
