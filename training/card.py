@@ -105,7 +105,10 @@ def _backbone_notes(m: dict[str, Any]) -> list[str]:
     """What pretraining, fine-tuning and resolution bought, when the run measured them."""
     notes = []
     history = m["training"]["history"]
-    frozen_epochs = int(m["training"]["config"].get("epochs", 0))
+    # The first phase may have stopped early; older metadata only has the configured count.
+    frozen_epochs = int(
+        m["training"].get("first_phase_epochs_run", m["training"]["config"].get("epochs", 0))
+    )
     if m["training"]["config"].get("fine_tune_epochs") and len(history) > frozen_epochs:
         frozen = max(r["val_mAP"] for r in history[:frozen_epochs])
         tuned = max(r["val_mAP"] for r in history[frozen_epochs:])

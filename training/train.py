@@ -188,6 +188,7 @@ def run(config: TrainConfig) -> Path:
         )
 
     fit(config.epochs)
+    frozen_epochs = len(progress.history)
     if config.fine_tune_epochs:
         opened = unfreeze_top(model, config.fine_tune_from_block)
         say(f"fine-tuning: {opened} backbone layers from block {config.fine_tune_from_block} open")
@@ -198,7 +199,8 @@ def run(config: TrainConfig) -> Path:
         best_before = max(r["val_mAP"] for r in progress.history)
         kept = {v.path: v.numpy() for v in model.weights}
         fit(config.fine_tune_epochs)
-        if max(r["val_mAP"] for r in progress.history[-config.fine_tune_epochs :]) < best_before:
+        # Early stopping may end this phase short, so count its epochs from where it began.
+        if max(r["val_mAP"] for r in progress.history[frozen_epochs:]) < best_before:
             say("fine-tuning did not beat the frozen backbone on validation; keeping the latter")
             for variable in model.weights:
                 variable.assign(kept[variable.path])
@@ -246,6 +248,7 @@ def run(config: TrainConfig) -> Path:
         "training": {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             "epochs_run": len(progress.history),
+            "first_phase_epochs_run": frozen_epochs,
             "best_epoch": best.get("epoch"),
             "history": progress.history,
             "duration_s": round(time.monotonic() - started, 1),
