@@ -86,13 +86,20 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
     async def submit(self, image: np.ndarray, timeout_s: float) -> BatchResult:
-        """Queue one model input; raises Overloaded when the queue is full."""
+        """Queue one model input and wait for its row, never longer than `timeout_s`.
+
+        Raises Overloaded when the queue is full, DeadlineExceeded when no answer came in time
+        (whatever the reason: a slow model, or a job the worker lost).
+        """
         job = _Job(image=image, deadline=time.monotonic() + timeout_s)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             raise Overloaded("Too many images are waiting for the model; retry shortly.") from None
-        return await job.future
+        try:
+            return await asyncio.wait_for(job.future, max(timeout_s, 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded("No answer from the model in time; retry.") from None
 
     async def _collect(self) -> list[_Job]:
         jobs, self._carry = self._carry, []

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from poster_genres.preprocessing import DEFAULT_MAX_PIXELS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,7 +29,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="body limit of /predict")
     max_batch_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="of /predict/batch")
     max_batch_files: int = Field(32, ge=1, description="files per /predict/batch request")
-    max_image_pixels: int = Field(16_000_000, gt=0, description="declared width x height limit")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, gt=0, description="declared width x height limit"
+    )
 
     max_batch_size: int = Field(16, ge=1, le=256, description="images per model call")
     max_batch_wait_ms: float = Field(5.0, ge=0, description="wait for more images to batch")

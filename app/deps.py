@@ -13,11 +13,12 @@ from app.service import PredictionService
 
 
 def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_service(request: Request) -> PredictionService:
-    service = getattr(request.app.state, "service", None)
+    service: PredictionService | None = getattr(request.app.state, "service", None)
     if service is None:
         raise NotReady("The model is not loaded yet.")
     return service

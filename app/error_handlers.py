@@ -9,9 +9,58 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ServiceError
+from app.errors import (
+    ClientDisconnected,
+    InferenceFailed,
+    InvalidParameter,
+    ServiceUnavailable,
+    TooManyFiles,
+    Unauthorized,
+)
+from poster_genres.errors import (
+    EmptyFile,
+    ImageTooLarge,
+    InvalidImage,
+    ModelStoreError,
+    PosterGenresError,
+    UnsupportedFormat,
+)
 
 logger = logging.getLogger("app.errors")
+
+# The one table from an error class to its HTTP status; subclasses inherit their base's row
+# (Overloaded, DeadlineExceeded and NotReady are ServiceUnavailable: 503).
+STATUS_OF: dict[type[PosterGenresError], int] = {
+    EmptyFile: 400,
+    InvalidImage: 400,
+    Unauthorized: 401,
+    UnsupportedFormat: 415,
+    ImageTooLarge: 422,
+    TooManyFiles: 422,
+    InvalidParameter: 422,
+    ClientDisconnected: 499,
+    InferenceFailed: 500,
+    ModelStoreError: 503,
+    ServiceUnavailable: 503,
+}
+
+
+def status_of(exc: PosterGenresError) -> int:
+    """The HTTP status of an error: the table's row for its class or nearest base, else 500."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
+
+
+def headers_of(exc: PosterGenresError) -> dict[str, str] | None:
+    """Headers that tell a client what to do next."""
+    if isinstance(exc, ServiceUnavailable):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    return None
+
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -42,17 +91,16 @@ def error_response(
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    if exc.status_code >= 500:
+    assert isinstance(exc, PosterGenresError)
+    status = status_of(exc)
+    if status >= 500:
         logger.error(
             "request %s failed: %s",
             request_id_of(request),
             exc.message,
             exc_info=exc.__cause__ or exc,
         )
-    return error_response(
-        exc.status_code, exc.code, exc.message, request_id_of(request), exc.headers
-    )
+    return error_response(status, exc.code, exc.message, request_id_of(request), headers_of(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -93,7 +141,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers so routes raise domain errors instead of building responses."""
-    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(PosterGenresError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

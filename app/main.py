@@ -11,14 +11,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.classifier import GenreClassifier
 from app.config import Settings, get_settings
 from app.error_handlers import error_response, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from app.model_store import ModelStoreError, load_version, resolve_version_dir
 from app.routes import health, info, page, predict
 from app.service import PredictionService
+from poster_genres.artifact import load_version, resolve_version_dir
+from poster_genres.classifier import GenreClassifier
+from poster_genres.errors import ModelStoreError
 
 logger = logging.getLogger("app")
 

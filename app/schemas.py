@@ -46,8 +46,9 @@ class Prediction(BaseModel):
     probabilities: list[GenreScore] = Field(description="all genres, in model order")
     top_k: list[GenreScore] = Field(description="the k most probable, most probable first")
     predicted: list[GenreScore] = Field(
-        description="genres at or above their threshold (at most 3, never N/A), most probable "
-        "first; the single most probable genre when none passes"
+        description="predictable genres at or above max(threshold, floor), most probable first, "
+        "at most 3; when none passes, the most probable predictable genre if it reaches the floor; "
+        "otherwise empty"
     )
     image: ImageInfo
     timings_ms: Timings
@@ -68,7 +69,10 @@ class GenreInfo(BaseModel):
     index: int
     genre: str
     threshold: float
-    predictable: bool = Field(description="false for N/A, which is never predicted")
+    predictable: bool = Field(
+        description="false for N/A and for genres with too few validation posters to tune a "
+        "threshold: such a genre is never in `predicted`"
+    )
 
 
 class GenresResponse(BaseModel):
@@ -76,7 +80,7 @@ class GenresResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "loading", "draining", "failed"]
+    status: Literal["ok", "loading", "draining"]
     model: str | None = None
     version: str | None = None
     uptime_s: float

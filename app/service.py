@@ -13,14 +13,15 @@ from typing import Literal
 import numpy as np
 
 from app.batching import MicroBatcher
-from app.classifier import NEVER_PREDICTED, Decision, GenreClassifier
 from app.config import Settings
 from app.errors import InvalidParameter, Overloaded, ServiceUnavailable
-from app.imaging import DecodedPoster, decode_poster, to_model_input
 from app.metrics import ServiceMetrics
 from app.schemas import GenreInfo, GenreScore, ImageInfo, Prediction, Timings
+from poster_genres.classifier import GenreClassifier
+from poster_genres.decision import Decision
+from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_input
 
-Status = Literal["loading", "ok", "draining", "failed"]
+Status = Literal["loading", "ok", "draining"]
 
 
 class PredictionService:
@@ -73,14 +74,15 @@ class PredictionService:
         return time.monotonic() - self.started
 
     def genres(self) -> list[GenreInfo]:
+        rule = self.classifier.rule
         return [
             GenreInfo(
                 index=i,
                 genre=genre,
-                threshold=float(self.classifier.thresholds[i]),
-                predictable=genre not in NEVER_PREDICTED,
+                threshold=float(rule.thresholds[i]),
+                predictable=bool(rule.predictable[i]),
             )
-            for i, genre in enumerate(self.classifier.genres)
+            for i, genre in enumerate(rule.genres)
         ]
 
     def check_top_k(self, top_k: int | None) -> int:

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.imaging import INPUT_SHAPE, poster_to_input
-from app.model_store import load_version, resolve_version_dir
 from bench.run import ROOT, load_posters, machine
+from poster_genres.artifact import load_version, resolve_version_dir
+from poster_genres.preprocessing import INPUT_SHAPE, poster_to_input
 
 
 def with_policy(config: object, policy: str) -> object:

@@ -264,10 +264,15 @@ def soak(model_dir: Path, posters: list[bytes], seconds: float) -> dict[str, flo
 
 
 def untrained_seed_version(genres: list[str], folder: Path) -> Path:
-    from training.export import write_version
+    from poster_genres.artifact import write_version
     from training.model import build_model
 
-    metadata = {"genres": genres, "thresholds": [0.5] * len(genres), "architecture": "seed"}
+    metadata = {
+        "genres": genres,
+        "thresholds": [0.5] * len(genres),
+        "architecture": "seed",
+        "created_at": "untrained",
+    }
     return write_version(
         folder, "poster-genres", "seed-untrained", build_model("seed", len(genres)), metadata
     )
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     soak_seconds = args.soak if args.soak is not None else (0 if args.quick else 300)
 
     sys.path.insert(0, str(ROOT))
-    from app.model_store import read_json, resolve_version_dir
+    from poster_genres.artifact import read_json, resolve_version_dir
 
     shipped = resolve_version_dir(ROOT / "model_store", "poster-genres", None)
     posters, described = load_posters()

@@ -66,7 +66,7 @@ def health_while_flooded(base: str, posters: list[bytes]) -> tuple[list[float], 
 
 def main() -> int:
     posters, described = load_posters()
-    from app.model_store import resolve_version_dir
+    from poster_genres.artifact import resolve_version_dir
 
     shipped = resolve_version_dir(ROOT / "model_store", "poster-genres", None)
     port = 18850

@@ -23,6 +23,7 @@ from app.config import Settings
 from app.main import create_app
 
 TINY_GENRES = ["Action", "Comedy", "Drama", "N/A"]
+SLOW_TEST_TIMEOUT_S = 600
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Multi_Label_dataset"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -44,6 +45,13 @@ def poster_bytes(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow get a longer timeout than the 60 s default, unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
 
 
 @dataclass
@@ -93,6 +101,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """A model store holding one version trained end to end on the tiny dataset."""
+    from training.recipes import Recipe
     from training.train import TrainConfig, run
 
     store = tmp_path_factory.mktemp("store")
@@ -103,11 +112,10 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDatas
             store=store,
             version="tiny",
             arch="compact",
-            epochs=3,
-            batch_size=16,
-            learning_rate=3e-3,
+            recipe=Recipe(epochs=3, batch_size=16, learning_rate=3e-3),
             val_fraction=0.25,
             test_fraction=0.25,
+            min_positives_to_predict=3,
         )
     )
     return store
@@ -121,7 +129,7 @@ def tiny_version(tiny_store: Path) -> Path:
 def make_settings(store: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"model_store": store, "max_batch_size": 4, "log_level": "WARNING"}
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)  # type: ignore[arg-type]  # pydantic validates at run time
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 120) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.stderr.read()}")  # type: ignore[union-attr]
+            raise AssertionError(f"server exited early: {process.stderr.read()}")  # type: ignore[union-attr]  # stderr is piped
         try:
             if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
                 return
@@ -76,4 +76,4 @@ def running_service(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        process.stderr.close()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]  # stderr is piped

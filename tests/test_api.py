@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.classifier import GenreClassifier
-from app.imaging import poster_to_input
 from app.main import create_app
-from app.model_store import load_version
+from poster_genres.artifact import load_version
+from poster_genres.classifier import GenreClassifier
+from poster_genres.preprocessing import poster_to_input
 from tests.conftest import TINY_GENRES, make_settings, poster_bytes
 
 POSTER = poster_bytes((200, 30, 30), square=True)

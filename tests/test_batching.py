@@ -40,7 +40,7 @@ def submit_together(model: RecordingModel, n: int, **batcher_options: object) ->
     """Submit images 0..n-1 at once through a running batcher; each request's own answer."""
 
     async def scenario() -> list[float]:
-        batcher = MicroBatcher(model, max_queue=16, **batcher_options)  # type: ignore[arg-type]
+        batcher = MicroBatcher(model, max_queue=16, **batcher_options)  # type: ignore[arg-type]  # test-only options
         batcher.start()
         results = await asyncio.gather(*(batcher.submit(image(i), 5) for i in range(n)))
         await batcher.stop()
@@ -60,6 +60,19 @@ def test_batches_never_exceed_max_batch() -> None:
     assert submit_together(model, 7, max_batch=3, max_wait_s=0.05) == [float(i) for i in range(7)]
     assert max(len(b) for b in model.batches) == 3
     assert sum(len(b) for b in model.batches) == 7
+
+
+def test_a_job_nobody_answers_is_a_deadline_error_not_a_hang() -> None:
+    async def scenario() -> None:
+        batcher = MicroBatcher(RecordingModel(), max_batch=1, max_wait_s=0, max_queue=2)
+        # Worker not started: the job is never answered, as if the worker had lost it.
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(image(1), 0.2)
+        assert 0.19 <= time.monotonic() - started < 1.0
+        await batcher.stop()
+
+    run(scenario())
 
 
 def test_full_queue_is_overloaded_at_once() -> None:
@@ -140,7 +153,7 @@ def test_batches_only_use_compiled_sizes_so_nothing_is_padded() -> None:
 
 
 def test_bucket_sizes_are_powers_of_two_and_their_halfway_points() -> None:
-    from app.classifier import bucket_sizes
+    from poster_genres.classifier import bucket_sizes
 
     assert bucket_sizes(16) == (1, 2, 3, 4, 6, 8, 12, 16)
     assert bucket_sizes(10) == (1, 2, 3, 4, 6, 8, 10)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tools.lite0_reference import REFERENCE_SIZE, reference_inputs
 from training.efficientnet_lite import (
     REFERENCE,
     build_backbone,
     build_lite0_classifier,
     imagenet_classifier_weights,
     load_imagenet_weights,
+    open_backbone,
     scale_pixels,
-    unfreeze_top,
 )
-from training.lite0_reference import REFERENCE_SIZE, reference_inputs
 
 
 def test_port_reproduces_reference_activations() -> None:
@@ -41,5 +41,5 @@ def test_classifier_keeps_the_service_contract_and_starts_frozen() -> None:
     assert model.input_shape == (None, 400, 400, 3) and model.output_shape == (None, 7)
     assert model.get_layer("efficientnet_lite0").trainable is False
     assert len(model.trainable_weights) == 2  # only the head's kernel and bias
-    opened = unfreeze_top(model, from_block=14)
-    assert opened == 7  # blocks 14 and 15 (three convolutions each) and the head conv
+    opened = open_backbone(model, from_block=14)
+    assert len(opened) == 7  # blocks 14 and 15 (three convolutions each) and the head conv

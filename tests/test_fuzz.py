@@ -18,9 +18,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.errors import DECODE_ERRORS
-from app.imaging import decode_poster, to_model_input
 from app.main import create_app
+from poster_genres.errors import DECODE_ERRORS
+from poster_genres.preprocessing import decode_poster, to_model_input
 from tests.conftest import make_settings, poster_bytes
 
 # What the schema can promise. "Schema-valid data is accepted" cannot hold: a schema has no way to

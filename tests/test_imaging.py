@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from app.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
-from app.imaging import INPUT_SHAPE, decode_poster, poster_to_input, to_model_input
+from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
+from poster_genres.preprocessing import INPUT_SHAPE, decode_poster, poster_to_input, to_model_input
 from tests.conftest import poster_bytes
 
 
@@ -43,6 +43,22 @@ def test_output_is_float32_400x400x3_in_unit_range() -> None:
 def test_poster_to_input_is_decode_then_to_model_input() -> None:
     data = poster_bytes((10, 120, 240), square=True)
     np.testing.assert_array_equal(poster_to_input(data), to_model_input(decode_poster(data).image))
+
+
+def test_resize_is_bilinear_to_the_pixel() -> None:
+    """Upscaling a steep 20-pixel gradient: every value equals linear interpolation between the
+    two nearest source pixels (edges clamped), computed here with numpy alone."""
+    source = np.linspace(0, 255, 20).round().astype(np.uint8)
+    rows = np.tile(source, (30, 1))
+    image = Image.fromarray(np.stack([rows, rows[:, ::-1], np.full_like(rows, 77)], axis=-1))
+    x = to_model_input(image)
+    centres = (np.arange(400) + 0.5) * 20 / 400 - 0.5
+    expected = np.interp(np.clip(centres, 0, 19), np.arange(20), source.astype(np.float64)) / 255
+    np.testing.assert_allclose(x[123, :, 0], expected, atol=0.6 / 255)  # 8-bit rounding only
+    np.testing.assert_allclose(x[7, :, 1], expected[::-1], atol=0.6 / 255)
+    assert np.all(x[:, :, 2] == np.float32(77 / 255))
+    # Every row is the same: no vertical change in the source, none in the input.
+    assert np.all(x == x[:1])
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.model_store import ModelStoreError, load_version, resolve_version_dir
+from poster_genres.artifact import load_version, resolve_version_dir
+from poster_genres.errors import ModelStoreError
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +49,8 @@ def test_genre_list_that_does_not_match_the_outputs(broken_store: Path) -> None:
     (version / "genres.json").write_text(json.dumps(genres))
     metadata = json.loads((version / "metadata.json").read_text())
     metadata["genres"] = genres
+    for per_genre in ("thresholds", "predictable", "label_prior"):
+        metadata[per_genre] = metadata[per_genre][:3]
     (version / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ModelStoreError, match=r"4 outputs but genres\.json lists 3"):
         load_version(version)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.config import PROJECT_ROOT, Settings
 from app.main import create_app
-from app.model_store import resolve_version_dir
+from poster_genres.artifact import resolve_version_dir
 from training.dataset import load_labels
 from training.evaluate import evaluate
 

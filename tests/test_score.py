@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.classifier import GenreClassifier
-from app.imaging import poster_to_input
-from app.model_store import load_version
-from app.score import main as score_cli
+from poster_genres.artifact import load_version
+from poster_genres.classifier import GenreClassifier
+from poster_genres.preprocessing import poster_to_input
+from scorer.__main__ import main as score_cli
 from tests.conftest import TINY_GENRES, poster_bytes
 
 
@@ -47,3 +47,19 @@ def test_scores_a_folder_into_json_lines(folder: Path, tiny_version: Path, tmp_p
     assert len(records) == 3
     good = [r for r in records if "error" not in r]
     assert all(len(r["top_k"]) == 2 and list(r["probabilities"]) == TINY_GENRES for r in good)
+
+
+def test_every_poster_of_several_chunks_gets_a_row(tiny_version: Path, tmp_path: Path) -> None:
+    posters = tmp_path / "many"
+    posters.mkdir()
+    for i in range(7):  # chunks of 2: three full ones and a last poster alone
+        (posters / f"p{i}.jpg").write_bytes(poster_bytes((30 * i, 40, 40)))
+    out = tmp_path / "many.jsonl"
+    argv = [str(posters), "--out", str(out), "--model-dir", str(tiny_version), "--batch-size", "2"]
+    assert score_cli([*argv, "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["file"] for r in rows) == [f"p{i}.jpg" for i in range(7)]
+    classifier = GenreClassifier(load_version(tiny_version), max_batch=2)
+    last = classifier.predict(poster_to_input((posters / "p6.jpg").read_bytes())[None])[0]
+    scored = next(r for r in rows if r["file"] == "p6.jpg")
+    np.testing.assert_allclose([scored["probabilities"][g] for g in TINY_GENRES], last, atol=1e-5)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.imaging import poster_to_input
-from app.model_store import load_version, sha256_of
+from poster_genres.artifact import load_version, sha256_of, write_version
+from poster_genres.preprocessing import poster_to_input
 from tests.conftest import TINY_GENRES, TinyDataset, write_tiny_dataset
 from training import metrics
 from training.__main__ import main as training_cli
@@ -21,7 +21,7 @@ from training.dataset import (
     load_labels,
     split_indices,
 )
-from training.export import record_comparison, write_version
+from training.export import record_comparison
 from training.model import build_model
 
 
@@ -142,7 +142,7 @@ def test_unknown_architecture_is_a_value_error() -> None:
 
 def test_training_writes_every_artifact(tiny_version: Path) -> None:
     files = {p.name for p in tiny_version.iterdir()}
-    assert files == {"model.keras", "genres.json", "metadata.json", "curves.png"}
+    assert files == {"model.keras", "genres.json", "metadata.json", "curves.png", "reliability.png"}
     metadata = json.loads((tiny_version / "metadata.json").read_text())
     assert json.loads((tiny_version / "genres.json").read_text()) == TINY_GENRES
     assert metadata["model_sha256"] == sha256_of(tiny_version / "model.keras")
@@ -178,7 +178,13 @@ def test_failed_write_leaves_no_version_behind(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        write_version(tmp_path, "m", "v1", model, {"genres": ["a", "b"]}, extra_files=explode)
+        metadata = {
+            "genres": ["a", "b"],
+            "thresholds": [0.5, 0.5],
+            "architecture": "seed",
+            "created_at": "2026-11-27T00:00:00+00:00",
+        }
+        write_version(tmp_path, "m", "v1", model, metadata, extra_files=explode)
     assert list((tmp_path / "m").iterdir()) == []
 
 
@@ -252,8 +258,10 @@ def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Pat
 def test_fine_tuning_a_model_without_a_pretrained_backbone_fails_before_any_work(
     tmp_path: Path,
 ) -> None:
+    from training.recipes import Recipe
     from training.train import TrainConfig, run
 
     missing = tmp_path / "does-not-exist.csv"  # never read: the check comes first
+    recipe = Recipe(epochs=1, batch_size=2, learning_rate=1e-3, backbone_lr_scale=0.1)
     with pytest.raises(ValueError, match="pretrained architecture"):
-        run(TrainConfig(csv=missing, images=tmp_path, arch="compact", fine_tune_epochs=2))
+        run(TrainConfig(csv=missing, images=tmp_path, arch="compact", recipe=recipe))

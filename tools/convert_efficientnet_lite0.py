@@ -25,7 +25,7 @@ from efficientnet_lite_pytorch import EfficientNet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from training.lite0_reference import REFERENCE_SEED, REFERENCE_SIZE, reference_inputs  # noqa: E402
+from tools.lite0_reference import REFERENCE_SEED, REFERENCE_SIZE, reference_inputs  # noqa: E402
 
 OUT = ROOT / "training" / "weights"
 

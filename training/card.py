@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from app.model_store import CURVES_FILE, METADATA_FILE, read_json
+from poster_genres.artifact import CURVES_FILE, METADATA_FILE, RELIABILITY_FILE
+from poster_genres.metadata import read_metadata
+from training.recipes import Recipe
 
 START = "<!-- model-card:start -->"
 END = "<!-- model-card:end -->"
@@ -30,18 +33,22 @@ def _row(label: str, figures: dict[str, float]) -> str:
 
 def reproduce_command(metadata: dict[str, Any]) -> str:
     config = metadata["training"]["config"]
-    return (
-        f"python -m training train --arch {config['arch']} --epochs {config['epochs']} "
-        f"--batch-size {config['batch_size']} --learning-rate {config['learning_rate']} "
-        f"--patience {config['patience']} --split-seed {config['split_seed']} "
-        + (
-            f"--fine-tune-epochs {config['fine_tune_epochs']} "
-            f"--fine-tune-from-block {config['fine_tune_from_block']} "
-            f"--fine-tune-learning-rate {config['fine_tune_learning_rate']} "
-            if config.get("fine_tune_epochs")
-            else ""
-        )
-        + f"--version {metadata['version']}"
+    # Runs record the recipe nested; the first v2 run recorded its fields flat in the config.
+    recipe = config.get("recipe") or config
+    flags = []
+    for field in (f.name for f in dataclasses.fields(Recipe) if f.name in recipe):
+        value = recipe[field]
+        flag = "--" + field.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(
+        [
+            f"python -m training train --arch {config['arch']}",
+            *flags,
+            f"--split-seed {config['split_seed']} --version {metadata['version']}",
+        ]
     )
 
 
@@ -49,18 +56,77 @@ def weak_genres(metadata: dict[str, Any]) -> list[str]:
     weak = []
     for genre in metadata["metrics"]["test_per_genre"]:
         auc, positives = genre["AUC"], genre["positives"]
-        if positives < MIN_TEST_POSITIVES or auc != auc or auc < MIN_AUC:
-            shown = "n/a" if auc != auc else f"{auc:.2f}"
+        undefined = auc is None or auc != auc  # no positive or no negative (NaN, null in JSON)
+        if positives < MIN_TEST_POSITIVES or undefined or auc < MIN_AUC:
+            shown = "n/a" if undefined else f"{auc:.2f}"
             weak.append(f"{genre['genre']} ({positives} posters, AUC {shown})")
     return weak
 
 
+def unpredictable_genres(metadata: dict[str, Any]) -> list[str]:
+    """Genres the decision rule never predicts, with their validation positives when recorded."""
+    flags = metadata.get("predictable") or [g != "N/A" for g in metadata["genres"]]
+    positives = metadata["metrics"].get("validation_positives")
+    return [
+        genre + (f" ({positives[i]} validation posters)" if positives else "")
+        for i, (genre, able) in enumerate(zip(metadata["genres"], flags, strict=True))
+        if not able or genre == "N/A"
+    ]
+
+
+def _decision_rows(m: dict[str, Any]) -> list[str]:
+    """The `predicted` lists as users get them, for the shipped model and comparable baselines."""
+    keys = (
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("micro_F1", "micro-F1"),
+        ("macro_F1", "macro-F1"),
+        ("mean_predicted", "genres per poster"),
+        ("min_predicted_probability", "lowest predicted probability"),
+        ("empty_share", "share with none"),
+    )
+    rows = [(f"**shipped** (`{m['architecture']}`)", m["metrics"].get("test_predicted"))]
+    rows += [
+        (f"{label} (`{other['architecture']}`)", other.get("test_predicted"))
+        for label, other in m.get("compared", {}).items()
+    ]
+    rows = [(label, figures) for label, figures in rows if figures]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "**The `predicted` lists on the test split** (each model with its own decision rule):",
+        "",
+        "| model | " + " | ".join(title for _, title in keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for label, figures in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{figures[k]:.3f}" for k, _ in keys) + " |")
+    return lines
+
+
+def _calibration_notes(m: dict[str, Any]) -> list[str]:
+    calibration = m.get("calibration")
+    if not calibration:
+        return []
+    cv = calibration["validation_ece_cv"]
+    return [
+        "",
+        f"**Calibration.** {calibration['method']}. Expected calibration error (15 bins, every "
+        f"poster-genre pair): validation, 5-fold cross-validated, {cv['uncalibrated']:.4f} "
+        f"uncalibrated vs {cv['platt']:.4f} with Platt scaling; test {calibration['test_ece']:.4f} "
+        f"as shipped. Reliability plot: `{RELIABILITY_FILE}` beside the model.",
+    ]
+
+
 def model_card(model_dir: Path) -> str:
     """Markdown for the README: what the model is, what it saw, how good it is, how to remake it."""
-    m = read_json(model_dir / METADATA_FILE)
+    m = read_metadata(model_dir / METADATA_FILE).model_dump()
     data, split, training = m["data"], m["split"], m["training"]
     sizes = {name: len(ids) for name, ids in split["ids"].items()}
     test = m["metrics"]["test"]
+    trained_on = " + ".join(split.get("trained_on", ["train"]))
+    decision = m["decision"]
     lines = [
         f"**{m['name']} {m['version']}** — architecture `{m['architecture']}`, created "
         f"{m['created_at']}, input {m['input']['input_shape']} float32 in [0, 1], "
@@ -70,8 +136,10 @@ def model_card(model_dir: Path) -> str:
         f"{data['n_posters']} unique posters after merging {len(data['merged_duplicates'])} "
         f"identical duplicate rows; {len(data['skipped'])} skipped for a missing or unreadable "
         f"image. Split by Id with seed {split['seed']}, stratified by each poster's rarest genre: "
-        f"train {sizes['train']}, validation {sizes['validation']} (early stopping, thresholds), "
-        f"test {sizes['test']} (these figures only).",
+        f"train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']} (these "
+        f"figures only, looked at once). The shipped weights were fitted on {trained_on}. "
+        "Thresholds, calibration and which genres are predictable come from the validation "
+        "split scored by a model fitted on train only (never on posters it trained on).",
         "",
         f"**Test split ({test['model']['n_images']} posters).**",
         "",
@@ -82,19 +150,28 @@ def model_card(model_dir: Path) -> str:
     for label, other in m.get("compared", {}).items():
         lines.append(_row(f"{label} (`{other['architecture']}`, same split)", other["test"]))
     lines.append(_row(f"**shipped** (`{m['architecture']}`)", test["model"]))
+    lines += _decision_rows(m)
     lines += _backbone_notes(m)
+    lines += _calibration_notes(m)
     lines += [
         "",
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
-        "scored at the same thresholds.",
+        f"scored at the same thresholds. `predicted`: predictable genres at or above max(threshold, "
+        f"{decision['floor']}), at most {decision['max_predicted']}.",
         "",
-        f"**Genres it cannot really predict** (test ROC-AUC under {MIN_AUC}, or fewer than "
-        f"{MIN_TEST_POSITIVES} test posters): " + ", ".join(weak_genres(m)) + ". "
-        f"Rare in training: {', '.join(data['rare_genres']) or 'none'}. `N/A` is never "
-        "returned as a predicted genre.",
+        "**Never predicted** (a threshold needs enough validation posters; `N/A` is the dataset's "
+        "no-genre marker): " + (", ".join(unpredictable_genres(m)) or "none") + ". "
+        f"**Weak on test** (ROC-AUC under {MIN_AUC}, or fewer than {MIN_TEST_POSITIVES} test "
+        "posters): " + (", ".join(weak_genres(m)) or "none") + ".",
         "",
-        f"**Training.** {training['epochs_run']} epochs (best {training['best_epoch']}), "
-        f"{training['duration_s'] / 60:.0f} min, peak RSS {training['peak_rss_mb']:.0f} MB on "
+        f"**Training.** {training['epochs_run']} epochs"
+        + (f" (best on validation: {training['best_epoch']})" if training.get("best_epoch") else "")
+        + (
+            f", then {len(training['refit_history'])} epochs refitting on train + validation"
+            if training.get("refit_history")
+            else ""
+        )
+        + f", {training['duration_s'] / 60:.0f} min, peak RSS {training['peak_rss_mb']:.0f} MB on "
         f"{training['machine']}. Reproduce with `{reproduce_command(m)}`; curves in "
         f"`{CURVES_FILE}` beside the model.",
     ]
@@ -102,19 +179,14 @@ def model_card(model_dir: Path) -> str:
 
 
 def _backbone_notes(m: dict[str, Any]) -> list[str]:
-    """What pretraining, fine-tuning and resolution bought, when the run measured them."""
+    """What pretraining, resolution and flip-averaging bought, when the run measured them."""
     notes = []
-    history = m["training"]["history"]
-    # The first phase may have stopped early; older metadata only has the configured count.
-    frozen_epochs = int(
-        m["training"].get("first_phase_epochs_run", m["training"]["config"].get("epochs", 0))
-    )
-    if m["training"]["config"].get("fine_tune_epochs") and len(history) > frozen_epochs:
-        frozen = max(r["val_mAP"] for r in history[:frozen_epochs])
-        tuned = max(r["val_mAP"] for r in history[frozen_epochs:])
+    flipped = m["metrics"].get("validation_flip_averaged_mAP")
+    if flipped is not None:
+        plain = m["metrics"]["validation"]["model"]["mAP"]
         notes.append(
-            f"- Validation mAP with the backbone frozen: {frozen:.3f}; after fine-tuning blocks "
-            f"{m['training']['config']['fine_tune_from_block']}+ : {tuned:.3f}."
+            f"- Flip-averaging at inference (the train-only model, validation split): mAP "
+            f"{plain:.3f} -> {flipped:.3f}, for twice the compute: not offered."
         )
     for probe in m.get("probes", []):
         notes.append(

@@ -1,5 +1,6 @@
 """Reading the dataset layout (`Images/<Id>.jpg` + a label CSV), its quirks, the split, and the
-streaming input pipeline. Images go through `app.imaging.poster_to_input`, the serving contract."""
+streaming input pipeline. Images go through `poster_genres.preprocessing.poster_to_input`, the
+serving contract."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from app.errors import ServiceError
-from app.imaging import decode_poster, poster_to_input
+from poster_genres.errors import PosterGenresError
+from poster_genres.preprocessing import decode_poster, poster_to_input
 
 RARE_GENRE_MIN_EXAMPLES = 30
 IMAGE_SUFFIX = ".jpg"
@@ -112,7 +113,7 @@ def _problem(images_dir: Path, poster_id: str) -> str | None:
         decode_poster(path.read_bytes())
     except FileNotFoundError:
         return "missing"
-    except (OSError, ServiceError) as exc:
+    except (OSError, PosterGenresError) as exc:
         return f"unreadable ({exc})"
     return None
 
@@ -194,12 +195,18 @@ class PosterBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.paths) / self.batch_size)
 
+    def _rows(self, index: int) -> np.ndarray:
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def inputs(self, index: int) -> np.ndarray:
+        """Batch `index`'s model inputs only, whether or not the batches carry labels."""
+        return np.stack([poster_to_input(self.paths[r].read_bytes()) for r in self._rows(index)])
+
     def __getitem__(self, index: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = np.stack([poster_to_input(self.paths[r].read_bytes()) for r in rows])
+        images = self.inputs(index)
         if self.labels is None:
             return images
-        return images, self.labels[rows]
+        return images, self.labels[self._rows(index)]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

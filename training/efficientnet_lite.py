@@ -14,20 +14,22 @@ import keras
 import numpy as np
 from keras import layers
 
+from poster_genres.preprocessing import INPUT_SHAPE
+
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "efficientnet_lite0.npz"
 REFERENCE = Path(__file__).resolve().parent / "weights" / "efficientnet_lite0_reference.npz"
 BN_EPSILON = 1e-3
 FEATURES = 1280
 
-# (repeats, kernel, first stride, expand ratio, input filters, output filters): the Lite0 stages.
+# (repeats, kernel, first stride, expand ratio, output filters): the Lite0 stages.
 STAGES = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
 )
 
 
@@ -39,7 +41,9 @@ def _relu6(name: str) -> layers.ReLU:
     return layers.ReLU(max_value=6.0, name=name)
 
 
-def _block(x: keras.KerasTensor, index: int, kernel: int, stride: int, expand: int, out: int):
+def _block(
+    x: keras.KerasTensor, index: int, kernel: int, stride: int, expand: int, out: int
+) -> keras.KerasTensor:
     prefix = f"blocks_{index}_"
     inputs = x
     channels = x.shape[-1]
@@ -66,7 +70,7 @@ def build_backbone(input_size: int) -> keras.Model:
     x = _bn("stem_bn")(x)
     x = _relu6("stem_relu")(x)
     index = 0
-    for repeats, kernel, stride, expand, _, out in STAGES:
+    for repeats, kernel, stride, expand, out in STAGES:
         for repeat in range(repeats):
             x = _block(x, index, kernel, stride if repeat == 0 else 1, expand, out)
             index += 1
@@ -120,22 +124,33 @@ def scale_pixels() -> layers.Rescaling:
 
 
 def build_lite0_classifier(
-    n_genres: int, internal_size: int = 224, pretrained: bool = True, dropout: float = 0.3
+    n_genres: int,
+    internal_size: int = 224,
+    pretrained: bool = True,
+    dropout: float = 0.3,
+    *,
+    antialias: bool = True,
+    translate: float = 0.0,
 ) -> keras.Model:
     """400x400 [0, 1] poster -> resize and scale inside the graph -> Lite0 -> N sigmoids.
 
-    The backbone starts frozen (BatchNorm in inference mode); `unfreeze_top` opens its top for
-    fine-tuning.
+    The backbone starts frozen (BatchNorm always in inference mode); `open_backbone` makes its
+    convolutions trainable. `translate` adds a random shift with reflected borders while training
+    (a reflect-pad crop); like the flip, it is the identity when serving.
     """
     backbone = build_backbone(internal_size)
     if pretrained:
         load_imagenet_weights(backbone)
     backbone.trainable = False
-    inputs = keras.Input(shape=(400, 400, 3), name="poster")
-    x = layers.Resizing(internal_size, internal_size, antialias=True, name="internal_resize")(
+    inputs = keras.Input(shape=INPUT_SHAPE, name="poster")
+    x = layers.Resizing(internal_size, internal_size, antialias=antialias, name="internal_resize")(
         inputs
     )
     x = layers.RandomFlip("horizontal", name="augment_flip")(x)
+    if translate:
+        x = layers.RandomTranslation(
+            translate, translate, fill_mode="reflect", name="augment_shift"
+        )(x)
     x = scale_pixels()(x)
     x = backbone(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
@@ -144,18 +159,16 @@ def build_lite0_classifier(
     return keras.Model(inputs, outputs, name="lite0")
 
 
-def unfreeze_top(model: keras.Model, from_block: int) -> int:
-    """Make blocks `from_block`.. and the head conv trainable (BatchNorm stays frozen).
-
-    Returns how many layers became trainable.
-    """
+def open_backbone(model: keras.Model, from_block: int = 0) -> list[keras.Variable]:
+    """Make blocks `from_block`.. (0: the stem too) and the head conv trainable; BatchNorm stays
+    frozen. Returns the backbone's trainable variables (for a smaller learning rate)."""
     backbone = model.get_layer("efficientnet_lite0")
     backbone.trainable = True
-    opened = 0
     for layer in backbone.layers:
-        top = layer.name.startswith("head_") or (
-            layer.name.startswith("blocks_") and int(layer.name.split("_")[1]) >= from_block
+        opened = (
+            layer.name.startswith("head_")
+            or (layer.name.startswith("stem_") and from_block == 0)
+            or (layer.name.startswith("blocks_") and int(layer.name.split("_")[1]) >= from_block)
         )
-        layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
-        opened += int(layer.trainable and bool(layer.weights))
-    return opened
+        layer.trainable = opened and not isinstance(layer, layers.BatchNormalization)
+    return list(backbone.trainable_variables)

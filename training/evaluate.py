@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from app.classifier import GenreClassifier
-from app.model_store import load_version
+from poster_genres.artifact import load_version
+from poster_genres.classifier import GenreClassifier
 from training import metrics
 from training.dataset import DatasetError, PosterBatches, check_images, image_path, load_labels
 
@@ -30,15 +30,19 @@ def evaluate(
     if table.genres != loaded.genres:
         raise DatasetError(f"{csv} lists genres {table.genres}, the model has {loaded.genres}")
     if split:
-        wanted = set(loaded.metadata["split"]["ids"][split])
+        if loaded.metadata.split is None or split not in loaded.metadata.split.ids:
+            raise DatasetError(f"{model_dir} records no {split!r} split")
+        wanted = set(loaded.metadata.split.ids[split])
         table = table.subset([i for i, pid in enumerate(table.ids) if pid in wanted])
     table, _ = check_images(table, images, strict=False)
     classifier = GenreClassifier(loaded, max_batch=batch_size)
     batches = PosterBatches([image_path(images, i) for i in table.ids], None, batch_size=batch_size)
-    probs = np.concatenate([classifier.predict(batches[i]) for i in range(len(batches))])
-    prior = np.asarray(loaded.metadata["label_prior"])
+    probs = np.concatenate([classifier.predict(batches.inputs(i)) for i in range(len(batches))])
+    prior = np.asarray(loaded.metadata.label_prior)
+    model_result = metrics.score(table.labels, probs, loaded.thresholds, table.genres)
+    model_result["predicted"] = metrics.decision_scores(table.labels, probs, classifier.rule)
     return (
-        metrics.score(table.labels, probs, loaded.thresholds, table.genres),
+        model_result,
         metrics.score(
             table.labels,
             metrics.prior_predictions(prior, len(table.ids)),

@@ -6,7 +6,11 @@ by `python -m training evaluate`. Plain numpy so the numbers do not depend on a 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from poster_genres.decision import DecisionRule
 
 FALLBACK_THRESHOLD = 0.5
 MIN_POSITIVES_TO_TUNE = 3
@@ -73,6 +77,54 @@ def tune_thresholds(
     return thresholds
 
 
+def mean_average_precision(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Macro mAP: the mean of per-genre AP over genres with at least one positive."""
+    y_true = np.asarray(y_true).astype(bool)
+    aps = [
+        average_precision(y_true[:, j], probs[:, j])
+        for j in range(y_true.shape[1])
+        if y_true[:, j].any()
+    ]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def set_scores(y_true: np.ndarray, chosen: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of predicted genre sets (micro over all pairs; macro-F1 over genres
+    with positives), and how many genres a poster gets on average."""
+    y_true = np.asarray(y_true).astype(bool)
+    chosen = np.asarray(chosen).astype(bool)
+    tp = float((chosen & y_true).sum())
+    fp = float((chosen & ~y_true).sum())
+    fn = float((~chosen & y_true).sum())
+    per_genre = [
+        _f1(
+            float((chosen[:, j] & y_true[:, j]).sum()),
+            float((chosen[:, j] & ~y_true[:, j]).sum()),
+            float((~chosen[:, j] & y_true[:, j]).sum()),
+        )
+        for j in range(y_true.shape[1])
+        if y_true[:, j].any()
+    ]
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "micro_F1": _f1(tp, fp, fn),
+        "macro_F1": float(np.mean(per_genre)) if per_genre else 0.0,
+        "mean_predicted": float(chosen.sum(axis=1).mean()) if len(chosen) else 0.0,
+    }
+
+
+def decision_scores(y_true: np.ndarray, probs: np.ndarray, rule: DecisionRule) -> dict[str, float]:
+    """How good the `predicted` lists are, as users see them: set scores, the lowest probability
+    shown as predicted, and the share of posters with an empty list."""
+    chosen = rule.predicted_matrix(probs)
+    figures = set_scores(y_true, chosen)
+    shown = np.asarray(probs)[chosen]
+    figures["min_predicted_probability"] = float(shown.min()) if shown.size else float("nan")
+    figures["empty_share"] = float((chosen.sum(axis=1) == 0).mean()) if len(chosen) else 0.0
+    return figures
+
+
 def precision_at_k(y_true: np.ndarray, probs: np.ndarray, k: int = 3) -> float:
     top = np.argsort(-probs, axis=1, kind="mergesort")[:, :k]
     return float(np.take_along_axis(np.asarray(y_true), top, axis=1).mean())
@@ -80,12 +132,12 @@ def precision_at_k(y_true: np.ndarray, probs: np.ndarray, k: int = 3) -> float:
 
 def score(
     y_true: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, genres: list[str]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Every reported figure for one set of predictions, plus a per-genre breakdown."""
     y_true = np.asarray(y_true).astype(bool)
     probs = np.asarray(probs, dtype=np.float64)
     predicted = probs >= np.asarray(thresholds)[None, :]
-    per_genre = []
+    per_genre: list[dict[str, Any]] = []
     for j, genre in enumerate(genres):
         tp = float((predicted[:, j] & y_true[:, j]).sum())
         fp = float((predicted[:, j] & ~y_true[:, j]).sum())
@@ -130,15 +182,15 @@ def prior_predictions(prior: np.ndarray, n_images: int) -> np.ndarray:
 SUMMARY_KEYS = ("mAP", "micro_AP", "macro_AUC", "micro_F1", "macro_F1", "precision_at_3", "brier")
 
 
-def summary(result: dict[str, object]) -> dict[str, float]:
+def summary(result: dict[str, Any]) -> dict[str, float]:
     """The headline figures of a `score` result, without the per-genre breakdown."""
-    return {k: result[k] for k in (*SUMMARY_KEYS, "n_images")}  # type: ignore[misc]
+    return {k: result[k] for k in (*SUMMARY_KEYS, "n_images")}
 
 
-def format_table(model: dict[str, object], prior: dict[str, object]) -> str:
+def format_table(model: dict[str, Any], prior: dict[str, Any]) -> str:
     """Per-genre table with the model beside the label prior, for people."""
     lines = [f"{'genre':<12} {'pos':>5} {'AP':>6} {'prior AP':>8} {'AUC':>6} {'F1':>6} {'thr':>5}"]
-    for g, p in zip(model["per_genre"], prior["per_genre"], strict=True):  # type: ignore[arg-type]
+    for g, p in zip(model["per_genre"], prior["per_genre"], strict=True):
         lines.append(
             f"{g['genre']:<12} {g['positives']:>5} {g['AP']:>6.3f} {p['AP']:>8.3f} "
             f"{g['AUC']:>6.3f} {g['F1']:>6.3f} {g['threshold']:>5.2f}"

@@ -23,3 +23,20 @@ def save_curves(history: list[dict[str, float]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def save_reliability(bins: list[dict[str, float]], path: Path) -> None:
+    """Reliability diagram: observed frequency against mean predicted probability per bin."""
+    figure, axis = plt.subplots(figsize=(4, 4))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    axis.plot(
+        [b["mean_probability"] for b in bins],
+        [b["frequency"] for b in bins],
+        marker="o",
+        label="model (test split)",
+    )
+    axis.set(xlabel="predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

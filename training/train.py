@@ -15,9 +15,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from app.imaging import PREPROCESSING_SPEC
-from app.model_store import CURVES_FILE
-from training import metrics
+from poster_genres.artifact import CURVES_FILE, RELIABILITY_FILE, write_version
+from poster_genres.decision import NEVER_PREDICTED, DecisionRule
+from poster_genres.preprocessing import PREPROCESSING_SPEC
+from training import calibration, metrics
 from training.dataset import (
     RARE_GENRE_MIN_EXAMPLES,
     LabelTable,
@@ -28,35 +29,52 @@ from training.dataset import (
     load_labels,
     split_indices,
 )
-from training.efficientnet_lite import unfreeze_top
-from training.export import write_version
-from training.model import FINE_TUNABLE, build_model
-from training.plots import save_curves
+from training.efficientnet_lite import open_backbone
+from training.model import build_model
+from training.optim import DiscriminativeAdamW, one_cycle
+from training.plots import save_curves, save_reliability
+from training.recipes import ARCHITECTURES, DEFAULT_ARCH, RECIPES, Recipe, check_recipe
+
+# Tune a threshold (and let the genre be predicted) only with this many validation positives.
+MIN_POSITIVES_TO_PREDICT = 15
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides what a run produces; recorded verbatim in the metadata."""
+    """Everything that decides what a run produces; recorded verbatim in the metadata.
+
+    `recipe` defaults to the architecture's own (training/recipes.py).
+    """
 
     csv: Path
     images: Path
     store: Path = Path("model_store")
     name: str = "poster-genres"
     version: str = ""
-    arch: str = "compact"
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 0  # 0: no early stopping (the tutorial's fixed schedule)
+    arch: str = DEFAULT_ARCH
+    recipe: Recipe | None = None
     split_seed: int = 42
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     strict: bool = False
     limit: int = 0  # train on the first N unique posters only (smoke runs)
     workers: int = 2
-    fine_tune_epochs: int = 0  # second phase with the backbone's top opened (lite0)
-    fine_tune_from_block: int = 10
-    fine_tune_learning_rate: float = 1e-4
+    min_positives_to_predict: int = MIN_POSITIVES_TO_PREDICT
+
+    def __post_init__(self) -> None:
+        if self.recipe is None and self.arch in RECIPES:
+            self.recipe = RECIPES[self.arch]
+
+    @property
+    def hyper(self) -> Recipe:
+        """The hyper-parameters: the recipe, set by __post_init__ for every known architecture."""
+        if self.recipe is None:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
+        return self.recipe
+
+    def check(self) -> None:
+        """Refuse a contradictory configuration before any work is done."""
+        check_recipe(self.arch, self.hyper)
 
 
 def peak_rss_mb() -> float:
@@ -67,40 +85,35 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class ValidationMAP(keras.callbacks.Callback):
-    """Scores the validation split each epoch (mAP drives early stopping) and prints progress."""
+class Progress(keras.callbacks.Callback):
+    """Prints each epoch; with a validation set, scores its mAP (which drives early stopping)."""
 
-    def __init__(self, batches: PosterBatches, labels: np.ndarray, genres: list[str], epochs: int):
+    def __init__(
+        self, epochs: int, validation: tuple[PosterBatches, np.ndarray] | None, genres: list[str]
+    ) -> None:
         super().__init__()
-        self.batches, self.labels, self.genres, self.epochs = batches, labels, genres, epochs
+        self.epochs, self.validation, self.genres = epochs, validation, genres
         self.history: list[dict[str, float]] = []
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        probs = self.model.predict(self.batches, verbose=0)
-        result = metrics.score(self.labels, probs, np.full(len(self.genres), 0.5), self.genres)
         logs = logs if logs is not None else {}
-        logs["val_mAP"] = result["mAP"]
-        record = {
-            "epoch": epoch + 1,
-            "loss": float(logs.get("loss", float("nan"))),
-            "val_loss": float(np.mean(keras.losses.binary_crossentropy(self.labels, probs))),
-            "val_mAP": float(result["mAP"]),  # type: ignore[arg-type]
-        }
+        record = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan")))}
+        if self.validation is not None:
+            batches, labels = self.validation
+            probs = self.model.predict(batches, verbose=0)
+            val_map = metrics.mean_average_precision(labels, probs)
+            logs["val_mAP"] = val_map
+            record["val_loss"] = float(np.mean(keras.losses.binary_crossentropy(labels, probs)))
+            record["val_mAP"] = val_map
         self.history.append(record)
         elapsed = time.monotonic() - self.started
         eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
         say(
-            f"epoch {epoch + 1}/{self.epochs}  loss {record['loss']:.4f}  "
-            f"val_loss {record['val_loss']:.4f}  val_mAP {record['val_mAP']:.4f}  "
-            f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min  peak RSS {peak_rss_mb():.0f} MB"
+            f"epoch {epoch + 1}/{self.epochs}  {shown}  elapsed {elapsed / 60:.1f} min  "
+            f"ETA {eta / 60:.1f} min  peak RSS {peak_rss_mb():.0f} MB"
         )
-
-
-def _early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
-    return keras.callbacks.EarlyStopping(
-        monitor="val_mAP", mode="max", patience=patience, restore_best_weights=True
-    )
 
 
 def _library_versions() -> dict[str, str]:
@@ -141,11 +154,87 @@ def _prepare_data(config: TrainConfig) -> tuple[LabelTable, dict[str, Any]]:
     return table, info
 
 
+class _Trainer:
+    """Builds, compiles and fits one model of the configured recipe on one set of posters."""
+
+    def __init__(self, config: TrainConfig, genres: list[str]) -> None:
+        self.config, self.genres = config, genres
+
+    def batches(self, part: LabelTable, shuffle: bool) -> PosterBatches:
+        return PosterBatches(
+            [image_path(self.config.images, i) for i in part.ids],
+            part.labels if shuffle else None,
+            batch_size=self.config.hyper.batch_size,
+            shuffle_seed=self.config.split_seed if shuffle else None,
+            workers=self.config.workers,
+        )
+
+    def fit(
+        self, train: LabelTable, validation: LabelTable | None
+    ) -> tuple[keras.Model, list[dict[str, float]]]:
+        config = self.config
+        keras.utils.set_random_seed(config.split_seed)
+        model = build_model(
+            config.arch,
+            len(self.genres),
+            internal_size=config.hyper.internal_size,
+            translate=config.hyper.translate,
+        )
+        slow = open_backbone(model) if config.hyper.backbone_lr_scale else []
+        train_batches = self.batches(train, shuffle=True)
+        rate: Any = config.hyper.learning_rate
+        if config.hyper.warmup_fraction:
+            rate = one_cycle(
+                config.hyper.learning_rate,
+                len(train_batches) * config.hyper.epochs,
+                config.hyper.warmup_fraction,
+            )
+        optimizer = DiscriminativeAdamW(
+            slow,
+            config.hyper.backbone_lr_scale,
+            learning_rate=rate,
+            weight_decay=config.hyper.weight_decay,
+        )
+        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        checked = None
+        if validation is not None:
+            checked = (self.batches(validation, shuffle=False), validation.labels)
+        progress = Progress(config.hyper.epochs, checked, self.genres)
+        callbacks: list[keras.callbacks.Callback] = [progress]
+        if config.hyper.patience and checked is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_mAP",
+                    mode="max",
+                    patience=config.hyper.patience,
+                    restore_best_weights=True,
+                )
+            )
+        model.fit(
+            train_batches,
+            epochs=config.hyper.epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+        return model, progress.history
+
+    def predict(self, model: keras.Model, part: LabelTable, *, flip: bool = False) -> np.ndarray:
+        batches = self.batches(part, shuffle=False)
+        outputs = []
+        for index in range(len(batches)):
+            images = batches.inputs(index)
+            outputs.append(model.predict_on_batch(images[:, :, ::-1] if flip else images))
+        return np.concatenate(outputs).astype(np.float64)
+
+
 def run(config: TrainConfig) -> Path:
-    """Train, evaluate and export one model version; returns its directory."""
-    if config.fine_tune_epochs and config.arch not in FINE_TUNABLE:
-        # Checked first: finding out after the first phase would waste the whole run.
-        raise ValueError(f"--fine-tune-epochs needs a pretrained architecture: {FINE_TUNABLE}")
+    """Train, calibrate, decide thresholds, (refit,) evaluate and export one model version.
+
+    Thresholds, calibration and which genres are predictable always come from the validation
+    split scored by a model that never trained on it: with `refit`, the model fitted on the
+    training split only; the refitted model (train + validation) is the one shipped.
+    """
+    config.check()
     started = time.monotonic()
     table, data_info = _prepare_data(config)
     split = split_indices(
@@ -156,60 +245,36 @@ def run(config: TrainConfig) -> Path:
     )
     parts = {name: table.subset(index) for name, index in split.items()}
     say(", ".join(f"{name} {len(p.ids)}" for name, p in parts.items()))
+    trainer = _Trainer(config, table.genres)
+    train, validation, test = parts["train"], parts["validation"], parts["test"]
 
-    def batches(part: LabelTable, shuffle: bool) -> PosterBatches:
-        return PosterBatches(
-            [image_path(config.images, i) for i in part.ids],
-            part.labels if shuffle else None,
-            batch_size=config.batch_size,
-            shuffle_seed=config.split_seed if shuffle else None,
-            workers=config.workers,
-        )
+    say("phase 1: fit on the training split, score the validation split each epoch")
+    model, history = trainer.fit(train, validation)
+    val_raw = trainer.predict(model, validation)
+    val_flip = (val_raw + trainer.predict(model, validation, flip=True)) / 2
+    positives = validation.labels.sum(axis=0)
+    predictable = positives >= config.min_positives_to_predict
+    predictable &= np.array([g not in NEVER_PREDICTED for g in table.genres])
+    ece_plain, ece_platt = calibration.cross_validated_ece(validation.labels, val_raw, predictable)
+    platt = (
+        calibration.fit_platt(validation.labels, val_raw, predictable)
+        if ece_platt < ece_plain
+        else calibration.Platt.identity(len(table.genres))
+    )
+    val_probs = platt.apply(val_raw)
+    thresholds = metrics.tune_thresholds(validation.labels, val_probs)
+    rule = DecisionRule.build(table.genres, thresholds, predictable)
 
-    keras.utils.set_random_seed(config.split_seed)
-    model = build_model(config.arch, len(table.genres))
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy")
-    val_batches = batches(parts["validation"], shuffle=False)
-    total_epochs = config.epochs + config.fine_tune_epochs
-    progress = ValidationMAP(val_batches, parts["validation"].labels, table.genres, total_epochs)
-    train_batches = batches(parts["train"], shuffle=True)
+    refit_history: list[dict[str, float]] = []
+    trained_on = train
+    if config.hyper.refit:
+        trained_on = table.subset(split["train"] + split["validation"])
+        say(f"phase 2: refit on train + validation ({len(trained_on.ids)} posters)")
+        model, refit_history = trainer.fit(trained_on, None)
+    calibration.fold_into_model(model, platt)
+    test_probs = trainer.predict(model, test)
 
-    def fit(epochs: int) -> None:
-        """One phase: `epochs` more epochs, early-stopped (best weights kept) when configured."""
-        callbacks: list[keras.callbacks.Callback] = [progress]
-        if config.patience:
-            callbacks.append(_early_stopping(config.patience))
-        model.fit(
-            train_batches,
-            initial_epoch=len(progress.history),
-            epochs=len(progress.history) + epochs,
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 0,
-        )
-
-    fit(config.epochs)
-    frozen_epochs = len(progress.history)
-    if config.fine_tune_epochs:
-        opened = unfreeze_top(model, config.fine_tune_from_block)
-        say(f"fine-tuning: {opened} backbone layers from block {config.fine_tune_from_block} open")
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
-            loss="binary_crossentropy",
-        )
-        best_before = max(r["val_mAP"] for r in progress.history)
-        kept = {v.path: v.numpy() for v in model.weights}
-        fit(config.fine_tune_epochs)
-        # Early stopping may end this phase short, so count its epochs from where it began.
-        if max(r["val_mAP"] for r in progress.history[frozen_epochs:]) < best_before:
-            say("fine-tuning did not beat the frozen backbone on validation; keeping the latter")
-            for variable in model.weights:
-                variable.assign(kept[variable.path])
-
-    prior = metrics.label_prior(parts["train"].labels)
-    val_probs = model.predict(val_batches, verbose=0)
-    thresholds = metrics.tune_thresholds(parts["validation"].labels, val_probs)
-    test = parts["test"]
-    test_probs = model.predict(batches(test, shuffle=False), verbose=0)
+    prior = metrics.label_prior(trained_on.labels)
 
     def scored(part: LabelTable, probs: np.ndarray) -> dict[str, Any]:
         model_result = metrics.score(part.labels, probs, thresholds, table.genres)
@@ -218,16 +283,23 @@ def run(config: TrainConfig) -> Path:
         )
         return {"model": model_result, "label_prior": prior_result}
 
-    validation_scores = scored(parts["validation"], val_probs)
+    validation_scores = scored(validation, val_probs)
     test_scores = scored(test, test_probs)
+    test_decisions = metrics.decision_scores(test.labels, test_probs, rule)
+    test_ece = calibration.expected_calibration_error(test.labels, test_probs)
+    reliability = calibration.reliability(test.labels, test_probs)
     say(metrics.format_table(test_scores["model"], test_scores["label_prior"]))
-    best = max(progress.history, key=lambda r: r["val_mAP"]) if progress.history else {}
+    say(f"test: predicted lists {test_decisions}, ECE {test_ece:.4f}")
+    best = max(history, key=lambda r: r.get("val_mAP", 0.0)) if history else {}
 
     metadata: dict[str, Any] = {
+        "schema_version": 2,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "architecture": config.arch,
         "genres": table.genres,
         "thresholds": [float(t) for t in thresholds],
+        "predictable": [bool(p) for p in rule.predictable],
+        "decision": {"floor": rule.floor, "max_predicted": rule.max_predicted},
         "label_prior": [float(p) for p in prior],
         "input": PREPROCESSING_SPEC,
         "data": data_info,
@@ -239,18 +311,35 @@ def run(config: TrainConfig) -> Path:
                 "test": config.test_fraction,
             },
             "ids": {name: part.ids for name, part in parts.items()},
+            "trained_on": ["train", "validation"] if config.hyper.refit else ["train"],
+            "decisions_from": "validation split scored by the model fitted on train only",
+        },
+        "calibration": {
+            "method": "per-genre Platt scaling folded into the output layer"
+            if ece_platt < ece_plain
+            else "none (did not lower the cross-validated ECE)",
+            "validation_ece_cv": {"uncalibrated": ece_plain, "platt": ece_platt},
+            "scale": platt.scale.tolist(),
+            "shift": platt.shift.tolist(),
+            "test_ece": test_ece,
+            "test_reliability": reliability,
         },
         "metrics": {
             "validation": {k: metrics.summary(v) for k, v in validation_scores.items()},
+            "validation_flip_averaged_mAP": metrics.mean_average_precision(
+                validation.labels, val_flip
+            ),
             "test": {k: metrics.summary(v) for k, v in test_scores.items()},
             "test_per_genre": test_scores["model"]["per_genre"],
+            "test_predicted": test_decisions,
+            "validation_positives": [int(p) for p in positives],
         },
         "training": {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-            "epochs_run": len(progress.history),
-            "first_phase_epochs_run": frozen_epochs,
+            "epochs_run": len(history),
             "best_epoch": best.get("epoch"),
-            "history": progress.history,
+            "history": history,
+            "refit_history": refit_history,
             "duration_s": round(time.monotonic() - started, 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "machine": f"{platform.machine()}, {platform.system()}, {_cpu_count()} cores",
@@ -258,14 +347,12 @@ def run(config: TrainConfig) -> Path:
         "libraries": _library_versions(),
     }
     version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    path = write_version(
-        config.store,
-        config.name,
-        version,
-        model,
-        metadata,
-        extra_files=lambda folder: save_curves(progress.history, folder / CURVES_FILE),
-    )
+
+    def figures(folder: Path) -> None:
+        save_curves(history, folder / CURVES_FILE)
+        save_reliability(reliability, folder / RELIABILITY_FILE)
+
+    path = write_version(config.store, config.name, version, model, metadata, extra_files=figures)
     say(
         f"wrote {path} in {metadata['training']['duration_s'] / 60:.1f} min, "
         f"peak RSS {peak_rss_mb():.0f} MB"

@@ -20,13 +20,13 @@ async def genres(service: ServiceDep) -> GenresResponse:
 async def model_info(service: ServiceDep) -> ModelInfo:
     """The served model's metadata: version, metrics, thresholds, input spec, preprocessing."""
     loaded = service.classifier.loaded
-    metadata = dict(loaded.metadata)
+    metadata = loaded.metadata.model_dump(mode="json", exclude_none=True)
     metadata["split"] = {k: v for k, v in metadata.get("split", {}).items() if k != "ids"}
     return ModelInfo(
         name=loaded.name,
         version=loaded.version,
         genres=loaded.genres,
-        thresholds=[float(t) for t in loaded.thresholds],
-        input=metadata.get("input", {}),
+        thresholds=[float(t) for t in loaded.metadata.thresholds],
+        input=loaded.metadata.input,
         metadata=metadata,
     )

@@ -9,8 +9,9 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from app.deps import ServiceDep, SettingsDep, require_api_key
-from app.errors import ClientDisconnected, ServiceError, TooManyFiles
+from app.errors import ClientDisconnected, TooManyFiles
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
+from poster_genres.errors import PosterGenresError
 
 T = TypeVar("T")
 
@@ -52,7 +53,8 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
-@router.post("/predict", response_model=Prediction, responses=_ERRORS)  # type: ignore[arg-type]
+# FastAPI types `responses` as dict[int | str, ...]; ours is keyed by int only.
+@router.post("/predict", response_model=Prediction, responses=_ERRORS)  # type: ignore[arg-type]  # see above
 async def predict(
     request: Request, file: PosterFile, service: ServiceDep, top_k: TopK = None
 ) -> Prediction:
@@ -65,7 +67,7 @@ async def predict(
     return prediction
 
 
-@router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)  # type: ignore[arg-type]
+@router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)  # type: ignore[arg-type]  # see above
 async def predict_batch(
     request: Request,
     files: Annotated[list[UploadFile], File(description="posters, in order")],
@@ -82,7 +84,7 @@ async def predict_batch(
     async def one(upload: UploadFile) -> BatchItem:
         try:
             result = await service.predict(await upload.read(), top_k)
-        except ServiceError as exc:
+        except PosterGenresError as exc:
             error = ErrorBody(code=exc.code, message=exc.message, request_id=request_id)
             return BatchItem(filename=upload.filename, error=error)
         return BatchItem(filename=upload.filename, result=result)

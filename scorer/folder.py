@@ -1,11 +1,7 @@
-"""Score a folder of posters offline into CSV or JSON lines, with the service's own classifier.
-
-python -m app.score POSTERS_DIR --out genres.csv      # or .jsonl
-"""
+"""Score a folder of posters into CSV or JSON lines with the service's own classifier and rule."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -15,11 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from app.classifier import GenreClassifier
-from app.config import get_settings
-from app.errors import ServiceError
-from app.imaging import decode_poster, to_model_input
-from app.model_store import load_version, resolve_version_dir
+from poster_genres.classifier import GenreClassifier
+from poster_genres.errors import PosterGenresError
+from poster_genres.preprocessing import decode_poster, to_model_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
 
@@ -49,7 +43,7 @@ def score_folder(
                 try:
                     inputs.append(to_model_input(decode_poster(path.read_bytes()).image))
                     good.append(path)
-                except (ServiceError, OSError) as exc:
+                except (PosterGenresError, OSError) as exc:
                     failed += 1
                     message = getattr(exc, "code", type(exc).__name__)
                     if writer:
@@ -57,7 +51,11 @@ def score_folder(
                     else:
                         record = {"file": str(path.relative_to(folder)), "error": message}
                         handle.write(json.dumps(record) + "\n")
-            probabilities = classifier.predict(np.stack(inputs)) if inputs else []
+            probabilities = (
+                classifier.predict(np.stack(inputs))
+                if inputs
+                else np.zeros((0, len(classifier.genres)))
+            )
             for path, row in zip(good, probabilities, strict=True):
                 decision = classifier.decide(row, top_k)
                 predicted = [g for g, _ in decision.predicted]
@@ -75,29 +73,3 @@ def score_folder(
                 scored += 1
             bar.update(len(chunk))
     return scored, failed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.score", description=__doc__)
-    parser.add_argument("folder", type=Path, help="folder of posters (searched recursively)")
-    parser.add_argument("--out", type=Path, required=True, help="output .csv or .jsonl")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--model-dir", type=Path, default=None, help="default: the configured one")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"{args.folder} is not a folder")
-    settings = get_settings()
-    path = args.model_dir or resolve_version_dir(
-        settings.model_store, settings.model_name, settings.model_version
-    )
-    classifier = GenreClassifier(load_version(path), max_batch=settings.max_batch_size)
-    scored, failed = score_folder(
-        classifier, args.folder, args.out, top_k=args.top_k, progress=not args.quiet
-    )
-    print(f"scored {scored} posters, {failed} could not be read; wrote {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

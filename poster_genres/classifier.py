@@ -1,30 +1,14 @@
-"""GenreClassifier: the model behind a compiled function with fixed batch shapes, and the decision rule.
-
-No FastAPI here: the offline scorer, the evaluation CLI and the HTTP service all use this class.
-"""
+"""GenreClassifier: the model behind compiled functions with fixed batch shapes, plus its version's
+decision rule. The offline scorer, the evaluation CLI and the HTTP service all use this class."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from app.imaging import INPUT_SHAPE
-from app.model_store import LoadedModel
-
-# "N/A" is the dataset's "no genre recorded" marker: the model keeps the output, users never see it
-# as a predicted genre.
-NEVER_PREDICTED = frozenset({"N/A"})
-MAX_PREDICTED = 3
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the service says about one poster."""
-
-    top_k: list[tuple[str, float]]
-    predicted: list[tuple[str, float]]
+from poster_genres.artifact import LoadedModel
+from poster_genres.decision import Decision
+from poster_genres.preprocessing import INPUT_SHAPE
 
 
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
@@ -45,7 +29,7 @@ class GenreClassifier:
     def __init__(self, loaded: LoadedModel, *, max_batch: int = 16) -> None:
         self.loaded = loaded
         self.genres = loaded.genres
-        self.thresholds = loaded.thresholds.astype(np.float64)
+        self.rule = loaded.decision_rule()
         self.buckets = bucket_sizes(max_batch)
         self.max_batch = self.buckets[-1]
         model = loaded.model
@@ -58,7 +42,6 @@ class GenreClassifier:
             )
             for size in self.buckets
         }
-        self._eligible = np.array([g not in NEVER_PREDICTED for g in self.genres])
 
     @property
     def name(self) -> str:
@@ -100,20 +83,5 @@ class GenreClassifier:
         return np.concatenate(outputs)
 
     def decide(self, probabilities: np.ndarray, top_k: int) -> Decision:
-        """Top-k genres, and the predicted ones.
-
-        Predicted: genres at or above their tuned threshold, most probable first, at most three,
-        never N/A; when none passes, the single most probable eligible genre.
-        """
-        if not 1 <= top_k <= len(self.genres):
-            raise ValueError(f"top_k must be between 1 and {len(self.genres)}")
-        probs = np.asarray(probabilities, dtype=np.float64)
-        order = np.argsort(-probs, kind="stable")
-        ranked = [(self.genres[i], float(probs[i])) for i in order]
-        eligible = [i for i in order if self._eligible[i]]
-        passing = [i for i in eligible if probs[i] >= self.thresholds[i]][:MAX_PREDICTED]
-        chosen = passing or eligible[:1]
-        return Decision(
-            top_k=ranked[:top_k],
-            predicted=[(self.genres[i], float(probs[i])) for i in chosen],
-        )
+        """Top-k genres and the predicted ones, by this version's rule (poster_genres.decision)."""
+        return self.rule.decide(probabilities, top_k)

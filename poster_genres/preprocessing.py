@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from app.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
+from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
 
 INPUT_SIZE = 400
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
@@ -54,7 +54,7 @@ PREPROCESSING_SPEC = {
     "input_shape": list(INPUT_SHAPE),
     "dtype": "float32",
     "range": [0.0, 1.0],
-    "resize": "stretch to 400x400, Pillow bilinear",
+    "resize": f"stretch to {INPUT_SIZE}x{INPUT_SIZE}, Pillow bilinear",
     "alpha": "composited over white",
     "orientation": "EXIF applied",
     "animated": "first frame",
@@ -96,7 +96,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPoster:
-    """Decode uploaded bytes into an RGB image, or raise one of `app.errors.DECODE_ERRORS`."""
+    """Decode uploaded bytes into an RGB image, or raise one of `poster_genres.errors.DECODE_ERRORS`."""
     if not data:
         raise EmptyFile("The uploaded file is empty.")
     refused = _refused_format(data)
@@ -124,8 +124,7 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the poster is far larger than needed.
             image.draft("RGB", (INPUT_SIZE, INPUT_SIZE))
         image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = _to_rgb(image)
+        rgb = _to_rgb(ImageOps.exif_transpose(image))
         rgb.load()
     except Exception as exc:
         raise InvalidImage("The image is corrupt or truncated and cannot be decoded.") from exc

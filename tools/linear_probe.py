@@ -2,11 +2,16 @@
 
 A faithful port of wrong weights would still match the reference activations, so this trains the same
 logistic-regression head on frozen Lite0 features twice, with the converted weights and with random
-ones, and scores both on the validation split.
+ones, and scores both on the validation split. A research tool, run by hand:
+
+    .venv/bin/python tools/linear_probe.py --record model_store/poster-genres/VERSION
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +19,18 @@ import keras
 import numpy as np
 from keras import layers
 
-from app.imaging import INPUT_SHAPE
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from poster_genres.preprocessing import INPUT_SHAPE
 from training import metrics
 from training.dataset import PosterBatches, image_path, load_labels, split_indices
-from training.efficientnet_lite import build_backbone, load_imagenet_weights, scale_pixels
+from training.efficientnet_lite import (
+    build_backbone,
+    load_imagenet_weights,
+    scale_pixels,
+)
+from training.export import record_probe
+
+DEFAULT_DATA = Path("../shared/data/Multi_Label_dataset")
 
 
 def feature_extractor(pretrained: bool, internal_size: int = 224) -> keras.Model:
@@ -75,3 +88,26 @@ def linear_probe(
         )["mAP"]
     }
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--csv", type=Path, default=DEFAULT_DATA / "train.csv", help="label CSV")
+    parser.add_argument("--images", type=Path, default=DEFAULT_DATA / "Images", help="posters")
+    parser.add_argument("--train-limit", type=int, default=1500, help="training posters used")
+    parser.add_argument("--internal-size", type=int, default=224, help="backbone input size")
+    parser.add_argument("--record", type=Path, default=None, help="add to this version's metadata")
+    args = parser.parse_args(argv)
+    result = linear_probe(
+        args.csv, args.images, train_limit=args.train_limit, internal_size=args.internal_size
+    )
+    if args.record:
+        record_probe(args.record, result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

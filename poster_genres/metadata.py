@@ -1,0 +1,112 @@
+"""`metadata.json`: the typed record that ties a model version together.
+
+Read and written only through `ModelMetadata`. Versions written before the schema had a version
+(the first release) read as schema 1: fields added since have defaults, so an old version stays
+servable for rollback. A malformed or contradictory field is a `ModelStoreError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR
+from poster_genres.errors import ModelStoreError
+
+# 1: the first release (no schema_version field). 2: predictable, decision, calibration.
+SCHEMA_VERSION = 2
+
+
+class DecisionSettings(BaseModel):
+    """The decision rule's shared parameters; per-genre ones are `thresholds` and `predictable`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    floor: float = Field(PROBABILITY_FLOOR, ge=0.0, lt=1.0)
+    max_predicted: int = Field(MAX_PREDICTED, ge=1)
+
+
+class Split(BaseModel):
+    """How the posters were split, and which parts trained the shipped model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seed: int
+    fractions: dict[str, float] = Field(default_factory=dict)
+    ids: dict[str, list[str]] = Field(default_factory=dict)
+    trained_on: list[str] = Field(default_factory=lambda: ["train"])
+
+
+class ModelMetadata(BaseModel):
+    """Everything a model version says about itself; unknown fields are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = Field(1, ge=1)
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    architecture: str
+    created_at: str
+    genres: list[str] = Field(min_length=1)
+    thresholds: list[float]
+    predictable: list[bool] | None = None
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    label_prior: list[float] = Field(default_factory=list)
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input: dict[str, Any] = Field(default_factory=dict)
+    split: Split | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelMetadata:
+        n = len(self.genres)
+        if len(set(self.genres)) != n:
+            raise ValueError("genres: a genre is listed twice")
+        if len(self.thresholds) != n:
+            raise ValueError(f"thresholds: {len(self.thresholds)} values for {n} genres")
+        if not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError("thresholds: every threshold must be within [0, 1]")
+        if self.predictable is not None and len(self.predictable) != n:
+            raise ValueError(f"predictable: {len(self.predictable)} flags for {n} genres")
+        if self.label_prior and len(self.label_prior) != n:
+            raise ValueError(f"label_prior: {len(self.label_prior)} values for {n} genres")
+        if self.schema_version > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version: {self.schema_version} is newer than this code reads "
+                f"({SCHEMA_VERSION}); upgrade poster-genres to serve it"
+            )
+        return self
+
+    def predictable_flags(self) -> list[bool]:
+        """Per genre: may it be predicted? (Schema 1 had no such field: every genre may.)"""
+        return list(self.predictable) if self.predictable is not None else [True] * len(self.genres)
+
+
+def parse_metadata(data: Any, source: Path) -> ModelMetadata:
+    """Validate decoded JSON, or raise a `ModelStoreError` naming the first bad field."""
+    try:
+        return ModelMetadata.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelStoreError(f"{source}: metadata field {where}: {first['msg']}") from None
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """Read and validate a `metadata.json`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelStoreError(f"cannot read {path}: {exc}") from exc
+    return parse_metadata(data, path)
+
+
+def metadata_json(metadata: ModelMetadata) -> str:
+    """The file's text: sorted keys, so two writes of the same metadata are byte-identical."""
+    data = metadata.model_dump(mode="json", exclude_none=True)
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
