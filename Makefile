@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/Multi_Label_dataset
 
-.PHONY: serve test lint format train train-seed card bench clean-venv
+.PHONY: serve test lint format train train-seed card bench mutation clean-venv
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11, 3.12 or 3.13 is required" >&2; exit 1; }
@@ -49,6 +49,13 @@ train-seed: $(VENV)/.dev
 ## Regenerate the README's model card from the shipped model's metadata
 card: $(VENV)/.dev
 	$(BIN)/python -m training card --model-dir $$(ls -d model_store/poster-genres/*/ | tail -n 1) --readme README.md
+
+## Mutation testing of the pure-Python core (not part of CI: see tests/MUTATION.md)
+mutation: $(VENV)/.dev
+	$(BIN)/pip install --quiet "mutmut>=3.3,<4"
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 clean-venv:
 	rm -rf $(VENV)

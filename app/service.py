@@ -14,7 +14,7 @@ import numpy as np
 
 from app.batching import MicroBatcher
 from app.config import Settings
-from app.errors import InvalidParameter, Overloaded, ServiceUnavailable
+from app.errors import DeadlineExceeded, InvalidParameter, Overloaded, ServiceUnavailable
 from app.metrics import ServiceMetrics
 from app.schemas import GenreInfo, GenreScore, ImageInfo, Prediction, Timings
 from poster_genres.classifier import GenreClassifier
@@ -115,7 +115,11 @@ class PredictionService:
         started = time.perf_counter()
         self._admitted += 1
         try:
-            decoded, model_input, decode_s, preprocess_s = await self._decode(data)
+            decoded, model_input, decode_s, preprocess_s = await asyncio.wait_for(
+                self._decode(data), self.settings.request_deadline_s
+            )
+        except TimeoutError:
+            raise DeadlineExceeded("The image waited too long to be decoded; retry.") from None
         finally:
             self._admitted -= 1
         # The deadline covers the whole wait, including for a decode slot.

@@ -93,8 +93,11 @@ def parse_metadata(data: Any, source: Path) -> ModelMetadata:
         return ModelMetadata.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ModelStoreError(f"{source}: metadata field {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"])
+        # Cross-field checks (the model validator) already start their message with the field.
+        message = first["msg"].removeprefix("Value error, ")
+        detail = f"{where}: {message}" if where else message
+        raise ModelStoreError(f"{source}: metadata field {detail}") from None
 
 
 def read_metadata(path: Path) -> ModelMetadata:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,26 +58,30 @@ def test_default_top_k_is_three(client: TestClient) -> None:
     assert len(predict(client).json()["top_k"]) == 3
 
 
-def test_predicted_follows_thresholds_and_never_lists_na(client: TestClient) -> None:
-    thresholds = {g["genre"]: g["threshold"] for g in client.get("/genres").json()["genres"]}
+def test_predicted_follows_the_rule_of_genres_and_never_lists_na(client: TestClient) -> None:
+    genres = {g["genre"]: g for g in client.get("/genres").json()["genres"]}
+    assert genres["N/A"]["predictable"] is False
     for colour in ((200, 30, 30), (20, 30, 70), (30, 90, 200), (255, 255, 255)):
         body = predict(client, poster_bytes(colour, square=True)).json()
         predicted = body["predicted"]
-        assert 1 <= len(predicted) <= 3
-        assert all(p["genre"] != "N/A" for p in predicted)
+        assert len(predicted) <= 3
+        assert all(genres[p["genre"]]["predictable"] for p in predicted)
+        assert all(p["probability"] >= 0.10 for p in predicted)
         values = [p["probability"] for p in predicted]
         assert values == sorted(values, reverse=True)
-        passing = [
+        candidates = [
             p
             for p in body["probabilities"]
-            if p["genre"] != "N/A" and p["probability"] >= thresholds[p["genre"]]
+            if genres[p["genre"]]["predictable"] and p["probability"] >= 0.10
         ]
+        passing = [p for p in candidates if p["probability"] >= genres[p["genre"]]["threshold"]]
         if passing:
             assert {p["genre"] for p in predicted} <= {p["genre"] for p in passing}
             assert len(predicted) == min(3, len(passing))
-        else:  # the fallback: the single most probable eligible genre
-            eligible = [p for p in body["probabilities"] if p["genre"] != "N/A"]
-            assert predicted == [max(eligible, key=lambda p: p["probability"])]
+        elif candidates:  # the fallback: the single most probable predictable genre
+            assert predicted == [max(candidates, key=lambda p: p["probability"])]
+        else:
+            assert predicted == []
 
 
 def test_http_and_evaluation_path_give_the_same_probabilities(
@@ -293,6 +298,25 @@ def test_model_exception_is_a_clean_500_and_the_next_request_succeeds(tiny_store
         assert "secret" not in failed.text and "Traceback" not in failed.text
         app.state.service.batcher._infer = original
         assert predict(faulty).status_code == 200
+
+
+def test_a_decode_that_outlasts_the_deadline_is_a_503_in_time(
+    tiny_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.service
+
+    real = app.service.decode_poster
+
+    def stuck(data: bytes, **options: object) -> object:
+        time.sleep(1.5)
+        return real(data, **options)  # type: ignore[arg-type]  # options pass through
+
+    monkeypatch.setattr(app.service, "decode_poster", stuck)
+    application = create_app(make_settings(tiny_store, request_deadline_s=0.3))
+    with TestClient(application, raise_server_exceptions=False) as slow:
+        started = time.monotonic()
+        assert_error(predict(slow), 503, "deadline_exceeded")
+        assert time.monotonic() - started < 1.2
 
 
 def test_openapi_declares_request_response_and_error_schemas(client: TestClient) -> None:

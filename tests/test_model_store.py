@@ -12,6 +12,7 @@ import pytest
 
 from poster_genres.artifact import load_version, resolve_version_dir
 from poster_genres.errors import ModelStoreError
+from poster_genres.metadata import SCHEMA_VERSION
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +88,27 @@ def test_process_refuses_to_start_on_a_bad_model(broken_store: Path, damage: str
     clear = [line for line in result.stderr.splitlines() if "cannot serve:" in line]
     assert clear and "model.keras" in clear[0]
     assert "Uvicorn running" not in result.stderr
+
+
+def test_new_versions_are_written_with_the_current_schema(tiny_version: Path) -> None:
+    written = json.loads((tiny_version / "metadata.json").read_text())
+    assert written["schema_version"] == SCHEMA_VERSION
+    assert len(written["predictable"]) == len(written["genres"])
+    assert written["decision"] == {"floor": 0.1, "max_predicted": 3}
+
+
+def test_a_reordered_genres_json_is_refused(broken_store: Path) -> None:
+    version = broken_store / "poster-genres" / "tiny"
+    genres = json.loads((version / "genres.json").read_text())
+    (version / "genres.json").write_text(json.dumps(list(reversed(genres))))
+    with pytest.raises(ModelStoreError, match="different order"):
+        load_version(version)
+
+
+def test_a_malformed_metadata_field_stops_loading_naming_it(broken_store: Path) -> None:
+    version = version_of(broken_store)
+    metadata = json.loads((version / "metadata.json").read_text())
+    metadata["thresholds"] = metadata["thresholds"][:-1]
+    (version / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelStoreError, match="metadata field thresholds"):
+        load_version(version)

@@ -64,4 +64,36 @@ def test_shipped_model_answers_real_posters(
         assert body["version"] == shipped.name
         assert [p["genre"] for p in body["probabilities"]] == REAL_GENRES
         assert body["image"]["format"] == "JPEG"
-        assert 1 <= len(body["predicted"]) <= 3
+        assert len(body["predicted"]) <= 3
+        assert all(p["probability"] >= 0.10 for p in body["predicted"])
+
+
+FIRST_RELEASE = "20261127-lite0"
+
+
+def test_the_first_release_is_still_served_for_rollback(real_data: Path) -> None:
+    settings = Settings(model_version=FIRST_RELEASE, max_batch_size=2, log_level="WARNING")
+    poster = sorted((real_data / "Images").glob("*.jpg"))[0]
+    with TestClient(create_app(settings)) as client:
+        body = client.post("/predict", files={"file": (poster.name, poster.read_bytes())}).json()
+        genres = client.get("/genres").json()["genres"]
+    assert body["version"] == FIRST_RELEASE
+    assert [p["genre"] for p in body["probabilities"]] == REAL_GENRES
+    # Its metadata predates `predictable`: every genre but N/A may be predicted, floor applied.
+    assert [g["genre"] for g in genres if not g["predictable"]] == ["N/A"]
+    assert all(p["probability"] >= 0.10 for p in body["predicted"])
+
+
+def test_genres_predictable_agrees_with_the_metadata_and_the_card(shipped: Path) -> None:
+    from training.card import unpredictable_genres
+
+    metadata = json.loads((shipped / "metadata.json").read_text())
+    settings = Settings(max_batch_size=1, log_level="WARNING")
+    with TestClient(create_app(settings)) as client:
+        genres = client.get("/genres").json()["genres"]
+    flags = metadata.get("predictable") or [g != "N/A" for g in REAL_GENRES]
+    assert [g["predictable"] for g in genres] == [
+        f and g != "N/A" for f, g in zip(flags, REAL_GENRES, strict=True)
+    ]
+    never = {name.split(" (")[0] for name in unpredictable_genres(metadata)}
+    assert never == {g["genre"] for g in genres if not g["predictable"]}

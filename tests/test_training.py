@@ -11,7 +11,6 @@ import pytest
 from poster_genres.artifact import load_version, sha256_of, write_version
 from poster_genres.preprocessing import poster_to_input
 from tests.conftest import TINY_GENRES, TinyDataset, write_tiny_dataset
-from training import metrics
 from training.__main__ import main as training_cli
 from training.dataset import (
     DatasetError,
@@ -78,39 +77,6 @@ def test_split_is_deterministic_disjoint_and_complete() -> None:
     rare = np.flatnonzero(labels[:, 3])  # 5% genre: every split gets some
     for part in first.values():
         assert np.intersect1d(rare, part).size > 0
-
-
-def test_average_precision_and_auc_on_known_rankings() -> None:
-    assert metrics.average_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == (
-        pytest.approx((1 + 2 / 3) / 2)
-    )
-    assert metrics.roc_auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])) == 0.75
-    assert metrics.roc_auc(np.array([1, 0]), np.array([0.5, 0.5])) == 0.5
-    assert np.isnan(metrics.average_precision(np.array([0, 0]), np.array([0.1, 0.2])))
-
-
-def test_constant_scores_get_the_frequency_as_ap() -> None:
-    truth = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])
-    assert metrics.average_precision(truth, np.full(10, 0.3)) == pytest.approx(0.2, abs=0.05)
-
-
-def test_thresholds_maximise_f1_and_fall_back_for_rare_genres() -> None:
-    truth = np.array([[1, 1], [1, 0], [0, 0], [0, 0]])
-    probs = np.array([[0.9, 0.8], [0.6, 0.1], [0.4, 0.2], [0.1, 0.3]])
-    thresholds = metrics.tune_thresholds(truth, probs, min_positives=2)
-    assert thresholds[0] == 0.6  # both positives, no negative: F1 = 1
-    assert thresholds[1] == metrics.FALLBACK_THRESHOLD  # one positive: too few to tune
-
-
-def test_score_reports_every_headline_figure() -> None:
-    truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
-    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.6, 0.2]])
-    result = metrics.score(truth, probs, np.full(3, 0.5), ["a", "b", "c"])
-    assert result["mAP"] == 1.0  # the genre with no positive is left out of the mean
-    assert result["micro_F1"] == 1.0 and result["macro_F1"] == 1.0
-    assert result["n_images"] == 3
-    assert result["precision_at_3"] == pytest.approx(4 / 9)
-    assert result["brier"] == pytest.approx(float(np.mean((probs - truth) ** 2)))
 
 
 def test_batches_stream_the_shared_preprocessing(tiny_dataset: TinyDataset) -> None:
