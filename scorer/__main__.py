@@ -1,6 +1,9 @@
-"""Score a folder of posters offline into CSV or JSON lines, with the service's own classifier.
+"""Score posters offline into CSV or JSON lines, with the service's own classifier and rule.
 
-python -m scorer POSTERS_DIR --out genres.csv      # or .jsonl
+  python -m scorer POSTERS_DIR --out genres.csv         # a folder, searched recursively
+  python -m scorer paths.txt --list --out genres.jsonl  # one path per line ('-' reads stdin)
+
+Exit status: 0 when at least one poster was scored, 1 when none could be, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -10,45 +13,105 @@ import os
 import sys
 from pathlib import Path
 
-from poster_genres.artifact import load_version, resolve_version_dir
+from scorer.inputs import OUTPUT_FORMATS, posters_in, posters_listed
 
 DEFAULT_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scorer",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("folder", type=Path, help="folder of posters (searched recursively)")
-    parser.add_argument("--out", type=Path, required=True, help="output .csv or .jsonl")
-    parser.add_argument("--top-k", type=int, default=3, help="genres in each row's top_k")
+    parser.add_argument("source", help="a folder of posters, or with --list a file of paths or -")
+    parser.add_argument(
+        "--list", action="store_true", help="SOURCE lists one poster path per line (- for stdin)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output file: .csv or .jsonl (by its suffix)"
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="genres in each JSON row's top_k (default 3)"
+    )
     parser.add_argument(
         "--model-dir",
         type=Path,
         default=None,
-        help="a version folder; default: POSTER_MODEL_VERSION (or the newest) of "
-        "POSTER_MODEL_NAME in POSTER_MODEL_STORE, as the service would serve",
+        help="a model version folder (default: POSTER_MODEL_VERSION, or the newest, of "
+        "POSTER_MODEL_NAME in POSTER_MODEL_STORE: what the service would serve)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="posters per model call")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="posters per model call (default 16)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        parser.error(f"{args.folder} is not a folder")
-    path = args.model_dir or resolve_version_dir(
-        Path(os.environ.get("POSTER_MODEL_STORE", DEFAULT_STORE)),
-        os.environ.get("POSTER_MODEL_NAME", "poster-genres"),
-        os.environ.get("POSTER_MODEL_VERSION") or None,
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's start-up messages"
     )
-    from poster_genres.classifier import GenreClassifier
-    from scorer.folder import score_folder
+    return parser
 
-    classifier = GenreClassifier(load_version(path), max_batch=args.batch_size)
-    scored, failed = score_folder(
-        classifier, args.folder, args.out, top_k=args.top_k, progress=not args.quiet
-    )
-    print(f"scored {scored} posters, {failed} could not be read; wrote {args.out}", file=sys.stderr)
+
+def _check_output(parser: argparse.ArgumentParser, out: Path) -> None:
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        formats = ", ".join(f"{suffix} ({name})" for suffix, name in OUTPUT_FORMATS.items())
+        parser.error(f"--out {out}: unknown format {out.suffix or '(no suffix)'}; use {formats}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        parser.error(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        parser.error(f"--out {out}: the folder {folder} is not writable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_output(parser, args.out)
+    if not 1 <= args.batch_size <= 256:
+        parser.error("--batch-size must be between 1 and 256")
+    ignored = 0
+    if args.list:
+        if args.source == "-":
+            paths = posters_listed(sys.stdin)
+        else:
+            try:
+                with open(args.source, encoding="utf-8") as listing:
+                    paths = posters_listed(listing)
+            except OSError as exc:
+                parser.error(f"cannot read the list {args.source}: {exc.strerror}")
+        items = [(str(p), p) for p in paths]
+    else:
+        folder = Path(args.source)
+        if not folder.is_dir():
+            parser.error(f"{folder} is not a folder (to read a list of paths, add --list)")
+        found, ignored = posters_in(folder)
+        items = [(str(p.relative_to(folder)), p) for p in found]
+
+    from poster_genres.runtime import import_tensorflow
+
+    import_tensorflow(verbose=args.verbose)
+    from poster_genres.artifact import load_version, resolve_version_dir
+    from poster_genres.classifier import GenreClassifier
+    from poster_genres.errors import ModelStoreError
+    from scorer.folder import score_posters
+
+    try:
+        path = args.model_dir or resolve_version_dir(
+            Path(os.environ.get("POSTER_MODEL_STORE", DEFAULT_STORE)),
+            os.environ.get("POSTER_MODEL_NAME", "poster-genres"),
+            os.environ.get("POSTER_MODEL_VERSION") or None,
+        )
+        classifier = GenreClassifier(load_version(path), max_batch=args.batch_size)
+    except ModelStoreError as exc:
+        print(f"cannot score: {exc}", file=sys.stderr)
+        return 1
+    if not 1 <= args.top_k <= len(classifier.genres):
+        parser.error(f"--top-k must be between 1 and {len(classifier.genres)}")
+    summary = score_posters(classifier, items, args.out, top_k=args.top_k, progress=not args.quiet)
+    summary.ignored = ignored
+    print(f"{summary.describe()}; wrote {args.out}", file=sys.stderr)
+    if summary.scored == 0:
+        print("nothing could be scored", file=sys.stderr)
+        return 1
     return 0
 
 

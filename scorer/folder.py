@@ -1,12 +1,19 @@
-"""Score a folder of posters into CSV or JSON lines with the service's own classifier and rule."""
+"""Score posters into CSV or JSON lines with the service's own classifier and decision rule.
+
+Rows come in input order (a folder: sorted paths; a list: its order), one per file: the
+probabilities and predicted genres, or the error code that file got.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -15,61 +22,98 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import PosterGenresError
 from poster_genres.preprocessing import decode_poster, to_model_input
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
+
+@dataclass
+class Summary:
+    """What a run did: posters scored, files that failed (by error code), files passed over."""
+
+    scored: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    ignored: int = 0
+
+    def describe(self) -> str:
+        failed = ", ".join(f"{n} {code}" for code, n in sorted(self.failed.items()))
+        parts = [f"scored {self.scored} posters"]
+        parts.append(f"{sum(self.failed.values())} failed ({failed})" if failed else "0 failed")
+        if self.ignored:
+            parts.append(f"{self.ignored} files without an image name ignored")
+        return ", ".join(parts)
 
 
-def _chunks(paths: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
+class RowWriter:
+    """Writes rows as CSV or JSON lines, chosen by the output's suffix."""
+
+    def __init__(self, handle: IO[str], as_csv: bool, genres: Sequence[str]) -> None:
+        self.handle, self.genres = handle, list(genres)
+        self.csv = csv.writer(handle) if as_csv else None
+        if self.csv:
+            self.csv.writerow(["file", "predicted", "error", *self.genres])
+
+    def error(self, name: str, code: str, message: str) -> None:
+        if self.csv:
+            self.csv.writerow([name, "", code])
+        else:
+            record = {"file": name, "error": {"code": code, "message": message}}
+            self.handle.write(json.dumps(record) + "\n")
+
+    def scored(self, name: str, probs: np.ndarray, classifier: GenreClassifier, top_k: int) -> None:
+        decision = classifier.decide(probs, top_k)
+        predicted = [g for g, _ in decision.predicted]
+        if self.csv:
+            self.csv.writerow([name, "|".join(predicted), "", *(f"{p:.6f}" for p in probs)])
+            return
+        record: dict[str, Any] = {
+            "file": name,
+            "predicted": predicted,
+            "top_k": [{"genre": g, "probability": p} for g, p in decision.top_k],
+            "probabilities": dict(zip(self.genres, map(float, probs), strict=True)),
+        }
+        self.handle.write(json.dumps(record) + "\n")
 
 
-def score_folder(
-    classifier: GenreClassifier, folder: Path, out: Path, *, top_k: int = 3, progress: bool = True
-) -> tuple[int, int]:
-    """Write one row per poster (probabilities, predicted genres or the error); (scored, failed)."""
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    as_csv = out.suffix.lower() == ".csv"
-    scored = failed = 0
+def _chunks(items: list[tuple[str, Path]], size: int) -> Iterator[list[tuple[str, Path]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _read(path: Path) -> np.ndarray:
+    return to_model_input(decode_poster(path.read_bytes()).image)
+
+
+def score_posters(
+    classifier: GenreClassifier,
+    items: list[tuple[str, Path]],
+    out: Path,
+    *,
+    top_k: int = 3,
+    progress: bool = True,
+) -> Summary:
+    """Score (name, path) pairs into `out` (.csv or .jsonl), one row each, in the given order."""
+    summary = Summary()
     with (
         out.open("w", newline="", encoding="utf-8") as handle,
-        tqdm(total=len(paths), unit="poster", disable=not progress, file=sys.stderr) as bar,
+        tqdm(total=len(items), unit="poster", disable=not progress, file=sys.stderr) as bar,
     ):
-        writer = csv.writer(handle) if as_csv else None
-        if writer:
-            writer.writerow(["file", "predicted", "error", *classifier.genres])
-        for chunk in _chunks(paths, classifier.max_batch):
-            inputs, good = [], []
-            for path in chunk:
+        writer = RowWriter(handle, out.suffix.lower() == ".csv", classifier.genres)
+        for chunk in _chunks(items, classifier.max_batch):
+            inputs: list[np.ndarray] = []
+            outcomes: list[int | tuple[str, str]] = []  # index into inputs, or (code, message)
+            for _, path in chunk:
                 try:
-                    inputs.append(to_model_input(decode_poster(path.read_bytes()).image))
-                    good.append(path)
-                except (PosterGenresError, OSError) as exc:
-                    failed += 1
-                    message = getattr(exc, "code", type(exc).__name__)
-                    if writer:
-                        writer.writerow([str(path.relative_to(folder)), "", message])
-                    else:
-                        record = {"file": str(path.relative_to(folder)), "error": message}
-                        handle.write(json.dumps(record) + "\n")
-            probabilities = (
-                classifier.predict(np.stack(inputs))
-                if inputs
-                else np.zeros((0, len(classifier.genres)))
-            )
-            for path, row in zip(good, probabilities, strict=True):
-                decision = classifier.decide(row, top_k)
-                predicted = [g for g, _ in decision.predicted]
-                name = str(path.relative_to(folder))
-                if writer:
-                    writer.writerow([name, "|".join(predicted), "", *(f"{p:.6f}" for p in row)])
+                    inputs.append(_read(path))
+                    outcomes.append(len(inputs) - 1)
+                except PosterGenresError as exc:
+                    outcomes.append((exc.code, exc.message))
+                except OSError as exc:
+                    outcomes.append(("unreadable_file", exc.strerror or str(exc)))
+            probabilities = classifier.predict(np.stack(inputs)) if inputs else None
+            for (name, _), outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, int):
+                    assert probabilities is not None
+                    writer.scored(name, probabilities[outcome], classifier, top_k)
+                    summary.scored += 1
                 else:
-                    record = {
-                        "file": name,
-                        "predicted": predicted,
-                        "top_k": [{"genre": g, "probability": p} for g, p in decision.top_k],
-                        "probabilities": dict(zip(classifier.genres, map(float, row), strict=True)),
-                    }
-                    handle.write(json.dumps(record) + "\n")
-                scored += 1
+                    writer.error(name, *outcome)
+                    summary.failed[outcome[0]] += 1
             bar.update(len(chunk))
-    return scored, failed
+    return summary

@@ -85,3 +85,30 @@ def test_predicted_matrix_matches_decide_row_by_row() -> None:
 def test_a_rule_needs_one_threshold_and_flag_per_genre() -> None:
     with pytest.raises(ValueError, match="one threshold"):
         DecisionRule.build(GENRES, THRESHOLDS[:5], PREDICTABLE)
+
+
+def test_without_flags_every_genre_but_na_is_predictable() -> None:
+    plain = DecisionRule.build(GENRES, THRESHOLDS)
+    assert plain.predictable.dtype == bool
+    assert plain.predictable.tolist() == [True, True, True, True, False, True]
+    assert [GENRES[i] for i in plain.predicted_indices(np.array([0, 0, 0, 0, 0.9, 0.8]))] == [
+        "News"
+    ]
+
+
+def test_ties_keep_the_model_order_among_many_genres() -> None:
+    names = tuple(f"g{i:02d}" for i in range(25))
+    tied = DecisionRule.build(names, [0.5] * 25, [True] * 25, max_predicted=25)
+    probs = np.round(np.random.default_rng(0).random(25), 1)  # many equal values
+    decision = tied.decide(probs, top_k=25)
+    ranked = [name for name, _ in decision.top_k]
+    assert ranked == [names[i] for i in sorted(range(25), key=lambda i: (-probs[i], i))]
+    assert [name for name, _ in decision.predicted] == [
+        n for n in ranked if probs[names.index(n)] >= 0.5
+    ]
+
+
+def test_predicted_matrix_is_boolean() -> None:
+    matrix = rule().predicted_matrix(np.array([[0.9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]))
+    assert matrix.dtype == bool
+    assert matrix.tolist() == [[True] + [False] * 5, [False] * 6]

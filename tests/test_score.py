@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.preprocessing import poster_to_input
 from scorer.__main__ import main as score_cli
 from tests.conftest import TINY_GENRES, poster_bytes
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -31,12 +36,11 @@ def test_scores_a_folder_into_csv(folder: Path, tiny_version: Path, tmp_path: Pa
     out = tmp_path / "out.csv"
     assert score_cli([str(folder), "--out", str(out), "--model-dir", str(tiny_version)]) == 0
     rows = list(csv.DictReader(out.read_text().splitlines()))
-    assert [r["file"] for r in rows] == ["broken.jpg", "a.jpg", "sub/b.png"]
-    assert rows[0]["error"] == "invalid_image"
+    assert [r["file"] for r in rows] == ["a.jpg", "broken.jpg", "sub/b.png"]  # input order
+    assert rows[1]["error"] == "invalid_image"
     classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
     expected = classifier.predict(poster_to_input((folder / "a.jpg").read_bytes())[None])[0]
-    np.testing.assert_allclose([float(rows[1][g]) for g in TINY_GENRES], expected, atol=1e-5)
-    assert rows[1]["predicted"]
+    np.testing.assert_allclose([float(rows[0][g]) for g in TINY_GENRES], expected, atol=1e-5)
 
 
 def test_scores_a_folder_into_json_lines(folder: Path, tiny_version: Path, tmp_path: Path) -> None:
@@ -58,8 +62,118 @@ def test_every_poster_of_several_chunks_gets_a_row(tiny_version: Path, tmp_path:
     argv = [str(posters), "--out", str(out), "--model-dir", str(tiny_version), "--batch-size", "2"]
     assert score_cli([*argv, "--quiet"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["file"] for r in rows) == [f"p{i}.jpg" for i in range(7)]
+    assert [r["file"] for r in rows] == [f"p{i}.jpg" for i in range(7)]
     classifier = GenreClassifier(load_version(tiny_version), max_batch=2)
     last = classifier.predict(poster_to_input((posters / "p6.jpg").read_bytes())[None])[0]
     scored = next(r for r in rows if r["file"] == "p6.jpg")
     np.testing.assert_allclose([scored["probabilities"][g] for g in TINY_GENRES], last, atol=1e-5)
+
+
+def test_refused_formats_get_an_error_row_and_the_summary_counts_them(
+    folder: Path, tiny_version: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (folder / "scan.bmp").write_bytes(poster_bytes(fmt="BMP"))
+    out = tmp_path / "out.jsonl"
+    argv = [str(folder), "--out", str(out), "--model-dir", str(tiny_version), "--quiet"]
+    assert score_cli(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["file"] for r in rows] == ["a.jpg", "broken.jpg", "scan.bmp", "sub/b.png"]
+    assert rows[2]["error"]["code"] == "unsupported_format"
+    assert rows[1]["error"] == {
+        "code": "invalid_image",
+        "message": "The file is not a readable JPEG, PNG, WebP or GIF image.",
+    }
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("scored 2 posters, 2 failed (1 invalid_image, 1 unsupported_format)")
+    assert "1 files without an image name ignored" in summary  # notes.txt
+
+
+def test_a_list_of_paths_is_scored_in_its_order_from_a_file_or_stdin(
+    folder: Path, tiny_version: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = [folder / "sub" / "b.png", folder / "missing.jpg", folder / "a.jpg"]
+    listing = tmp_path / "paths.txt"
+    listing.write_text("# posters\n" + "\n".join(map(str, listed)) + "\n\n")
+    out = tmp_path / "listed.csv"
+    base = ["--list", "--out", str(out), "--model-dir", str(tiny_version), "--quiet"]
+    assert score_cli([str(listing), *base]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["file"] for r in rows] == [str(p) for p in listed]
+    assert [r["error"] for r in rows] == ["", "unreadable_file", ""]
+    monkeypatch.setattr("sys.stdin", io.StringIO(listing.read_text()))
+    assert score_cli(["-", *base]) == 0
+    assert [r["file"] for r in csv.DictReader(out.read_text().splitlines())] == [
+        str(p) for p in listed
+    ]
+
+
+def test_nothing_scored_exits_1(tiny_version: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["--out", str(tmp_path / "o.csv"), "--model-dir", str(tiny_version), "--quiet"]
+    assert score_cli([str(empty), *argv]) == 1
+    (empty / "bad.jpg").write_bytes(b"nope")
+    assert score_cli([str(empty), *argv]) == 1
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("genres.txt", "unknown format .txt; use .csv (CSV), .jsonl (JSON lines)"),
+        ("missing-folder/genres.csv", "does not exist"),
+    ],
+)
+def test_bad_output_paths_are_refused_before_the_model_loads(
+    folder: Path, tmp_path: Path, out: str, message: str
+) -> None:
+    # Run as a fresh process: the refusal must come before TensorFlow is even imported.
+    code = (
+        "import sys\n"
+        "from scorer.__main__ import main\n"
+        "try:\n"
+        f"    main([{str(folder)!r}, '--out', {str(tmp_path / out)!r}])\n"
+        "except SystemExit as stop:\n"
+        "    assert 'tensorflow' not in sys.modules, 'imported TensorFlow'\n"
+        "    sys.exit(stop.code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_answers_without_tensorflow() -> None:
+    code = (
+        "import sys\n"
+        "from scorer.__main__ import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    assert 'tensorflow' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--list" in result.stdout and ".csv or .jsonl" in result.stdout
+
+
+def test_tensorflow_start_up_chatter_is_silenced(
+    folder: Path, tiny_version: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "quiet.csv"
+    argv = [str(folder), "--out", str(out), "--model-dir", str(tiny_version), "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer", *argv],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"scored 2 posters, 1 failed (1 invalid_image), 1 files without an image name ignored; "
+        f"wrote {out}"
+    ]

@@ -15,6 +15,9 @@ DEFAULT_DATA = Path("../shared/data/Multi_Label_dataset")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's start-up messages"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -92,6 +95,10 @@ RECIPE_FLAGS: tuple[tuple[str, type, str], ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "card":
+        from poster_genres.runtime import import_tensorflow
+
+        import_tensorflow(verbose=args.verbose)
     if args.command == "train":
         chosen = {
             field: getattr(args, field) for field, _, _ in RECIPE_FLAGS if hasattr(args, field)
