@@ -1,5 +1,9 @@
 """`python -m app`: run the service with uvicorn, using the POSTER_* settings.
 
+Start-up checks come first and each failure is one line on stderr and a non-zero exit: settings
+(exit 2), the port (exit 1), the model version (exit 1). TensorFlow's start-up banner is held back
+unless POSTER_LOG_LEVEL=DEBUG.
+
 SIGTERM/SIGINT: readiness turns 503 `draining` at once and the predict routes refuse new work with
 503 `draining`; uvicorn stops accepting connections (new ones are refused), lets in-flight requests
 finish for up to POSTER_SHUTDOWN_GRACE_S, then the process exits.
@@ -7,14 +11,16 @@ finish for up to POSTER_SHUTDOWN_GRACE_S, then the process exits.
 
 from __future__ import annotations
 
+import socket
 import sys
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
-from app.config import get_settings
-from app.main import create_app
+from app.config import Settings, describe_settings_error, get_settings
 
 
 class DrainingServer(uvicorn.Server):
@@ -30,9 +36,50 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound, or None when it can (checked before the model loads)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def main() -> int:
-    settings = get_settings()
-    app = create_app(settings)
+    try:
+        settings = get_settings()
+    except (ValidationError, SettingsError) as exc:
+        print(f"cannot start: {describe_settings_error(exc)}", file=sys.stderr)
+        return 2
+    problem = port_in_use(settings.host, settings.port)
+    if problem:
+        print(
+            f"cannot start: {settings.host}:{settings.port} cannot be used ({problem}); "
+            "set POSTER_PORT to a free port",
+            file=sys.stderr,
+        )
+        return 1
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Load the model (or fail in one line), then run uvicorn until a shutdown signal."""
+    from poster_genres.runtime import import_tensorflow
+
+    import_tensorflow(verbose=settings.log_level == "DEBUG")
+    from app.main import configure_logging, create_app, load_classifier
+    from poster_genres.errors import ModelStoreError
+
+    configure_logging(settings.log_level)
+    try:
+        classifier = load_classifier(settings)
+    except ModelStoreError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(settings, classifier)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from poster_genres.preprocessing import DEFAULT_MAX_PIXELS
 
@@ -42,13 +44,41 @@ class Settings(BaseSettings):
     default_top_k: int = Field(3, ge=1)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     api_key: SecretStr | None = Field(None, description="when set, /predict needs it")
-    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="allowed CORS origins: a JSON list or comma-separated"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if "*" in self.cors_origins:
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
         return self
+
+
+def describe_settings_error(exc: ValidationError | SettingsError) -> str:
+    """One line naming the variable and what is wrong with it, for start-up failures."""
+    if isinstance(exc, SettingsError):
+        return str(exc)
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if field:
+            shown = error.get("input")
+            problems.append(f"POSTER_{field.upper()}={shown!r}: {message}")
+        else:
+            problems.append(message)
+    return "; ".join(problems)
 
 
 @lru_cache

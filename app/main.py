@@ -24,8 +24,11 @@ from poster_genres.errors import ModelStoreError
 logger = logging.getLogger("app")
 
 
-def load_service(settings: Settings, metrics: ServiceMetrics) -> PredictionService:
-    """Verify and load the configured model version, then warm up every batch shape."""
+def load_classifier(settings: Settings) -> GenreClassifier:
+    """Verify and load the configured model version, then warm up every batch shape.
+
+    Raises ModelStoreError (one line saying what is wrong) when the version cannot be served.
+    """
     path = resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
     classifier = GenreClassifier(load_version(path), max_batch=settings.max_batch_size)
     started = time.perf_counter()
@@ -38,18 +41,21 @@ def load_service(settings: Settings, metrics: ServiceMetrics) -> PredictionServi
         list(classifier.buckets),
         time.perf_counter() - started,
     )
-    return PredictionService(classifier, settings, metrics)
+    return classifier
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    try:
-        service = load_service(settings, app.state.metrics)
-    except ModelStoreError as exc:
-        # The one line an operator needs; then startup fails and the process exits non-zero.
-        logger.critical("cannot serve: %s", exc)
-        raise SystemExit(f"cannot serve: {exc}") from None
+    classifier: GenreClassifier | None = app.state.classifier
+    if classifier is None:  # `python -m app` loads it before binding; uvicorn app.main:app here
+        try:
+            classifier = load_classifier(settings)
+        except ModelStoreError as exc:
+            # The one line an operator needs; then startup fails and the process exits non-zero.
+            logger.critical("cannot serve: %s", exc)
+            raise SystemExit(f"cannot serve: {exc}") from None
+    service = PredictionService(classifier, settings, app.state.metrics)
     await service.start()
     app.state.service = service
     try:
@@ -57,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await service.stop()
         app.state.service = None
+    app.state.classifier = classifier
 
 
 def configure_logging(level: str) -> None:
@@ -64,8 +71,11 @@ def configure_logging(level: str) -> None:
     logging.getLogger("app").setLevel(level)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; the model is loaded by the lifespan, never at import."""
+def create_app(
+    settings: Settings | None = None, classifier: GenreClassifier | None = None
+) -> FastAPI:
+    """Build the application; the model is loaded by the lifespan (unless one is given), never at
+    import."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     metrics = ServiceMetrics()
@@ -79,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.started = time.monotonic()
     app.state.service = None
+    app.state.classifier = classifier
     install_error_handlers(app)
     app.include_router(predict.router)
     app.include_router(info.router)

@@ -14,8 +14,29 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.units import human_bytes
+
 access_log = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
+# Routes FastAPI and Starlette add without an APIRoute (no scope["route"]): labelled by path.
+FRAMEWORK_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+MOUNTS = ("/static",)
+
+
+def route_label(scope: Scope) -> str:
+    """The route template for logs and metrics: bounded cardinality, never a raw client path."""
+    route = getattr(scope.get("route"), "path", None)
+    if route:
+        return str(route)
+    path = scope.get("path", "")
+    if path in FRAMEWORK_PATHS:
+        return str(path)
+    for mount in MOUNTS:
+        if path.startswith(mount + "/"):
+            return mount
+    return "unmatched"
+
+
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -54,7 +75,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_label(scope)
             if self.observe is not None:
                 self.observe(route, status, elapsed)
             record = {
@@ -69,9 +90,13 @@ class RequestContextMiddleware:
             access_log.info(json.dumps(record))
 
 
+def body_limit_message(limit: int) -> str:
+    return f"The request body is larger than the limit of {human_bytes(limit)}."
+
+
 class _BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is larger than the limit of {limit} bytes.")
+        super().__init__(413, body_limit_message(limit))
 
 
 class BodyLimitMiddleware:
@@ -127,7 +152,6 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send, limit)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        message = f"The request body is larger than the limit of {limit} bytes."
-        response = self.respond(scope, 413, message)
+        response = self.respond(scope, 413, body_limit_message(limit))
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

@@ -22,6 +22,8 @@ from poster_genres.decision import Decision
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_input
 
 Status = Literal["loading", "ok", "draining"]
+# Probabilities and thresholds in responses: more digits would only be noise.
+DECIMALS = 4
 
 
 class PredictionService:
@@ -79,7 +81,7 @@ class PredictionService:
             GenreInfo(
                 index=i,
                 genre=genre,
-                threshold=float(rule.thresholds[i]),
+                threshold=round(float(rule.thresholds[i]), DECIMALS),
                 predictable=bool(rule.predictable[i]),
             )
             for i, genre in enumerate(rule.genres)
@@ -147,7 +149,8 @@ class PredictionService:
         batch_size: int,
     ) -> Prediction:
         def scores(pairs: list[tuple[str, float]]) -> list[GenreScore]:
-            return [GenreScore(genre=g, probability=p) for g, p in pairs]
+            # Shown to 4 decimals; every decision was taken on the unrounded values.
+            return [GenreScore(genre=g, probability=round(p, DECIMALS)) for g, p in pairs]
 
         return Prediction(
             model=self.classifier.name,

@@ -72,6 +72,10 @@ class DecodedPoster:
     height: int
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}".removesuffix(".0") + " megapixels"
+
+
 def _refused_format(data: bytes) -> str | None:
     for signature, offset, name in _REFUSED_SIGNATURES:
         if data[offset : offset + len(signature)] == signature:
@@ -108,13 +112,16 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"The image declares too many pixels (limit {max_pixels}).") from exc
+        raise ImageTooLarge(
+            f"The image declares too many pixels (the limit is {_megapixels(max_pixels)})."
+        ) from exc
     except Exception as exc:
         raise InvalidImage("The file is not a readable JPEG, PNG, WebP or GIF image.") from exc
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}."
+            f"The image is {width}x{height} ({_megapixels(width * height)}); "
+            f"the limit is {_megapixels(max_pixels)}."
         )
     if width < 1 or height < 1:
         raise InvalidImage("The image has no pixels.")

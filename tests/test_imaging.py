@@ -223,3 +223,22 @@ def test_pixel_limit_is_a_parameter() -> None:
     with pytest.raises(ImageTooLarge):
         decode_poster(data, max_pixels=9_999)
     assert decode_poster(data, max_pixels=10_000).width == 100
+
+
+def test_size_errors_speak_in_megapixels() -> None:
+    with pytest.raises(ImageTooLarge) as refused:
+        decode_poster(png_header_only(5000, 4000))
+    assert (
+        refused.value.message
+        == "The image is 5000x4000 (20 megapixels); the limit is 16 megapixels."
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [(512, "512 bytes"), (1536, "1.5 KiB"), (10 * 1024 * 1024, "10 MiB"), (64 << 20, "64 MiB")],
+)
+def test_body_sizes_are_shown_in_binary_units(n: int, shown: str) -> None:
+    from app.units import human_bytes
+
+    assert human_bytes(n) == shown
