@@ -6,6 +6,10 @@ from __future__ import annotations
 from poster_genres.errors import PosterGenresError
 
 
+class MissingFile(PosterGenresError):
+    code = "missing_file"
+
+
 class TooManyFiles(PosterGenresError):
     code = "too_many_files"
 

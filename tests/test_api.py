@@ -198,6 +198,40 @@ def test_missing_file_field_is_422_missing_file(client: TestClient) -> None:
     assert_error(client.post("/predict"), 422, "missing_file")
 
 
+@pytest.mark.parametrize("kind", ["image/jpeg", "image/png", "application/octet-stream"])
+def test_a_raw_image_body_gets_the_same_answer_as_a_form(client: TestClient, kind: str) -> None:
+    raw = client.post("/predict?top_k=2", content=POSTER, headers={"Content-Type": kind})
+    assert raw.status_code == 200, raw.text
+    form = predict(client, POSTER, top_k=2).json()
+    assert raw.json()["probabilities"] == form["probabilities"]
+    assert raw.json()["top_k"] == form["top_k"] and raw.json()["image"]["format"] == "JPEG"
+
+
+def test_raw_bodies_keep_the_error_contract(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, max_upload_bytes=2000))
+    with TestClient(app) as small:
+        jpeg = {"Content-Type": "image/jpeg"}
+        assert_error(small.post("/predict", content=b"", headers=jpeg), 400, "empty_file")
+        assert_error(small.post("/predict", content=b"<html>", headers=jpeg), 400, "invalid_image")
+        assert_error(
+            small.post("/predict", content=b"x" * 2001, headers=jpeg), 413, "payload_too_large"
+        )
+        text = {"Content-Type": "text/plain"}
+        assert_error(small.post("/predict", content=POSTER, headers=text), 422, "missing_file")
+
+
+def test_openapi_offers_the_raw_body_beside_the_form(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    assert set(body["content"]) == {
+        "multipart/form-data",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "application/octet-stream",
+    }
+
+
 @pytest.mark.parametrize("k", [0, 5, -1, "many"])
 def test_top_k_out_of_range_is_422_invalid_parameter(client: TestClient, k: object) -> None:
     assert_error(predict(client, top_k=k), 422, "invalid_parameter")

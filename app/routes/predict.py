@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from app.deps import ServiceDep, SettingsDep, require_api_key
-from app.errors import ClientDisconnected, TooManyFiles
+from app.errors import ClientDisconnected, MissingFile, TooManyFiles
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
 from poster_genres.errors import PosterGenresError
 
@@ -31,6 +31,24 @@ _ERRORS = {
 
 TopK = Annotated[int | None, Query(description="how many genres in top_k (1 to N; default 3)")]
 PosterFile = Annotated[UploadFile, File(description="a JPEG, PNG, WebP or GIF poster")]
+OptionalPosterFile = Annotated[
+    UploadFile | None, File(description="a JPEG, PNG, WebP or GIF poster")
+]
+# Content types of a raw upload (the body is the image itself); the bytes decide the format.
+RAW_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "application/octet-stream")
+_RAW_BODY = {
+    "requestBody": {
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+            for kind in RAW_TYPES
+        }
+    }
+}
+
+
+def _raw_upload(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind in RAW_TYPES
 
 
 async def _client_gone(request: Request) -> None:
@@ -54,15 +72,31 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 
 
 # FastAPI types `responses` as dict[int | str, ...]; ours is keyed by int only.
-@router.post("/predict", response_model=Prediction, responses=_ERRORS)  # type: ignore[arg-type]  # see above
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=_ERRORS,  # type: ignore[arg-type]  # see above
+    openapi_extra=_RAW_BODY,
+)
 async def predict(
-    request: Request, file: PosterFile, service: ServiceDep, top_k: TopK = None
+    request: Request, service: ServiceDep, file: OptionalPosterFile = None, top_k: TopK = None
 ) -> Prediction:
-    """Genre probabilities for one poster."""
+    """Genre probabilities for one poster: a multipart form with field `file`, or the image itself
+    as the body (`Content-Type: image/jpeg`, `image/png`, `image/webp`, `image/gif` or
+    `application/octet-stream`)."""
     service.check_top_k(top_k)
-    if len((await request.form()).getlist("file")) > 1:
-        raise TooManyFiles("/predict takes one file; send several to /predict/batch.")
-    prediction = await unless_client_leaves(request, service.predict(await file.read(), top_k))
+    if _raw_upload(request):
+        data = await request.body()
+    elif file is None:
+        raise MissingFile(
+            "Send the poster as a multipart form field 'file', or as the body with an image "
+            "Content-Type."
+        )
+    else:
+        if len((await request.form()).getlist("file")) > 1:
+            raise TooManyFiles("/predict takes one file; send several to /predict/batch.")
+        data = await file.read()
+    prediction = await unless_client_leaves(request, service.predict(data, top_k))
     request.state.top_genre = prediction.top_k[0].genre
     return prediction
 
