@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from app.config import Settings, get_settings
 from app.error_handlers import error_response, install_error_handlers
@@ -22,6 +23,7 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
 
 logger = logging.getLogger("app")
+DOCS_ASSETS = "/docs-assets"
 
 
 def load_classifier(settings: Settings) -> GenreClassifier:
@@ -79,7 +81,10 @@ def create_app(
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     metrics = ServiceMetrics()
-    app = FastAPI(
+    # Swagger UI and ReDoc from a maintained package's bundled assets: /docs works offline.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        favicon_url="/static/favicon.svg",
         title="poster-genres",
         summary="Which of the genres a movie belongs to, from its poster.",
         version="1.0.0",

@@ -20,7 +20,7 @@ access_log = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 # Routes FastAPI and Starlette add without an APIRoute (no scope["route"]): labelled by path.
 FRAMEWORK_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
-MOUNTS = ("/static",)
+MOUNTS = ("/static", "/docs-assets")
 
 
 def route_label(scope: Scope) -> str:

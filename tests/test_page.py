@@ -103,3 +103,55 @@ def test_page_needs_no_external_resources(service: str) -> None:
     assert "http://" not in html and "https://" not in html
     for asset in ("/static/page.css", "/static/page.js"):
         assert httpx.get(service + asset).status_code == 200
+
+
+def offline_context(browser: object) -> tuple[object, list[str]]:
+    """A browser context whose requests may only reach this machine; the rest are recorded."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context()  # type: ignore[attr-defined]  # a Playwright Browser
+    outside: list[str] = []
+
+    def only_local(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]  # a Playwright Route
+        if urlparse(url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()  # type: ignore[attr-defined]  # as above
+        else:
+            outside.append(url)
+            route.abort()  # type: ignore[attr-defined]  # as above
+
+    context.route("**/*", only_local)  # type: ignore[attr-defined]  # as above
+    return context, outside
+
+
+def test_api_docs_render_with_the_network_blocked(browser, service: str) -> None:
+    context, outside = offline_context(browser)
+    page = context.new_page()
+    page.goto(f"{service}/docs")
+    page.locator(".swagger-ui .opblock-summary-path[data-path='/predict']").wait_for(timeout=30_000)
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith("poster-genres")
+    assert outside == []
+    page.goto(f"{service}/redoc")
+    page.get_by_text("Genre probabilities for one poster", exact=False).first.wait_for(
+        timeout=30_000
+    )
+    # ReDoc's bundle asks its vendor's CDN for the small "powered by" logo in its footer, and
+    # renders without it; nothing else leaves the machine.
+    assert [url for url in outside if "cdn.redoc.ly/redoc/logo-mini.svg" not in url] == []
+    context.close()
+
+
+def test_the_page_loads_everything_it_asks_for_including_a_favicon(browser, service: str) -> None:
+    context, outside = offline_context(browser)
+    page = context.new_page()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    page.goto(service)
+    page.wait_for_load_state("networkidle")
+    assert failed == [] and outside == []
+    assert (
+        httpx.get(f"{service}/static/favicon.svg")
+        .headers["content-type"]
+        .startswith("image/svg+xml")
+    )
+    context.close()
