@@ -155,3 +155,54 @@ def test_the_page_loads_everything_it_asks_for_including_a_favicon(browser, serv
         .startswith("image/svg+xml")
     )
     context.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_service() -> Iterator[str]:
+    """The committed model: its 25 real genre names, 'Documentary' the longest."""
+    with running_service(Path(__file__).resolve().parents[1] / "model_store") as running:
+        yield running.url
+
+
+@pytest.mark.parametrize("width", [360, 390, 1280])
+def test_the_page_explains_itself_and_fits_the_screen(
+    browser, shipped_service: str, tmp_path: Path, width: int
+) -> None:
+    service = shipped_service
+    poster = tmp_path / "poster.png"
+    poster.write_bytes(poster_bytes((30, 60, 200), size=(120, 180), fmt="PNG", square=True))
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(service)
+    page.get_by_label("Choose a poster").set_input_files(str(poster))
+    page.wait_for_selector("#bars .bar")
+    assert page.locator("#bars .bar").count() == 25
+    explain = page.locator("#explain").inner_text()
+    assert "threshold" in explain and "At most three" in explain and "10%" in explain
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    for i in range(page.locator("#bars .bar").count()):
+        bar = page.locator("#bars .bar").nth(i)
+        name = bar.locator(".bar-name").bounding_box()
+        track = bar.locator(".bar-track").bounding_box()
+        assert name["x"] + name["width"] <= track["x"] + 0.5, bar.get_attribute("data-genre")
+        # The whole genre name is readable, not cut by an ellipsis.
+        assert bar.locator(".bar-name").evaluate("e => e.scrollWidth <= e.clientWidth")
+    page.close()
+
+
+def test_the_api_key_prompt_points_at_the_field(tiny_store: Path, browser, tmp_path: Path) -> None:
+    with running_service(tiny_store, {"POSTER_API_KEY": "a-long-enough-test-key"}) as running:
+        poster = tmp_path / "poster.png"
+        poster.write_bytes(poster_bytes(fmt="PNG"))
+        page = browser.new_page()
+        page.goto(running.url)
+        page.get_by_label("Choose a poster").set_input_files(str(poster))
+        page.locator("#message.error").wait_for()
+        assert "field above" in page.locator("#message").inner_text()
+        key_field = page.get_by_label("API key")
+        assert key_field.is_visible()
+        assert key_field.bounding_box()["y"] < page.locator("#message").bounding_box()["y"]
+        key_field.fill("a-long-enough-test-key")
+        page.get_by_role("button", name="Use key").click()
+        page.wait_for_selector("#bars .bar")
+        page.close()

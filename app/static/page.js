@@ -10,11 +10,11 @@ const FRIENDLY = {
   overloaded: "The service is busy right now. Please try again in a moment.",
   deadline_exceeded: "The service is busy right now. Please try again in a moment.",
   unavailable: "The service is restarting. Please try again in a moment.",
-  unauthorized: "This service needs an API key. Enter it below.",
+  unauthorized: "This service needs an API key: enter it in the field above.",
 };
 
 const $ = (id) => document.getElementById(id);
-let thresholds = {};
+let genres = {};
 let lastFile = null;
 
 function say(text, isError) {
@@ -31,9 +31,9 @@ async function loadThresholds() {
     const answer = await fetch("/genres");
     if (!answer.ok) return;
     const body = await answer.json();
-    thresholds = Object.fromEntries(body.genres.map((g) => [g.genre, g.threshold]));
+    genres = Object.fromEntries(body.genres.map((g) => [g.genre, g]));
   } catch (error) {
-    thresholds = {};
+    genres = {};
   }
 }
 
@@ -44,7 +44,14 @@ function draw(result) {
   const sorted = [...result.probabilities].sort((a, b) => b.probability - a.probability);
   for (const item of sorted) {
     const li = document.createElement("li");
-    li.className = "bar" + (predicted.has(item.genre) ? " is-predicted" : "");
+    const info = genres[item.genre];
+    const passes = info && info.predictable && item.probability >= Math.max(info.threshold, 0.1);
+    li.className = "bar" + (predicted.has(item.genre) ? " is-predicted" : passes ? " passes" : "");
+    if (passes && !predicted.has(item.genre)) {
+      li.title = "Past its threshold, but only the three most probable genres are predicted.";
+    } else if (info && !info.predictable) {
+      li.title = "This model cannot predict " + item.genre + ": too few posters to learn it.";
+    }
     li.dataset.genre = item.genre;
     li.dataset.probability = String(item.probability);
     const name = document.createElement("span");
@@ -57,11 +64,11 @@ function draw(result) {
     fill.className = "bar-fill";
     fill.style.width = percent(item.probability);
     track.append(fill);
-    if (item.genre in thresholds) {
+    if (info) {
       const mark = document.createElement("span");
       mark.className = "bar-threshold";
-      mark.style.left = percent(thresholds[item.genre]);
-      mark.title = "threshold " + percent(thresholds[item.genre]);
+      mark.style.left = percent(Math.max(info.threshold, 0.1));
+      mark.title = "threshold " + percent(Math.max(info.threshold, 0.1));
       track.append(mark);
     }
     const value = document.createElement("span");
@@ -73,8 +80,18 @@ function draw(result) {
     }
     bars.append(li);
   }
-  const names = result.predicted.map((p) => "<strong>" + p.genre + "</strong>").join(", ");
-  $("predicted").innerHTML = "Predicted: " + names;
+  const line = $("predicted");
+  line.replaceChildren();
+  if (result.predicted.length === 0) {
+    line.textContent = "No genre predicted: none is likely enough for the model to say.";
+  } else {
+    line.append("Predicted: ");
+    result.predicted.forEach((p, i) => {
+      const strong = document.createElement("strong");
+      strong.textContent = p.genre;
+      line.append(...(i ? [", ", strong] : [strong]));
+    });
+  }
   $("image-info").textContent =
     result.image.width + "×" + result.image.height + " " + result.image.format;
   $("model-version").textContent = "Model " + result.model + " " + result.version;
