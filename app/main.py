@@ -16,6 +16,7 @@ from app.config import Settings, get_settings
 from app.error_handlers import error_response, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.openapi import honest_openapi
 from app.routes import health, info, page, predict
 from app.service import PredictionService
 from poster_genres.artifact import load_version, resolve_version_dir
@@ -95,6 +96,7 @@ def create_app(
     app.state.started = time.monotonic()
     app.state.service = None
     app.state.classifier = classifier
+    app.openapi = honest_openapi(app, settings.max_batch_files)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     install_error_handlers(app)
     app.include_router(predict.router)
     app.include_router(info.router)
