@@ -81,6 +81,7 @@ def test_the_shipped_recipe_is_the_v2_one() -> None:
         (["--arch", "compact", "--backbone-lr-scale", "0.1"], "pretrained architecture"),
         (["--epochs", "0"], "at least 1"),
         (["--refit", "--patience", "2"], "fixed number of epochs"),
+        ([], "the dataset is not there"),
     ],
 )
 def test_train_cli_refuses_bad_recipes_before_any_work(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,22 +60,38 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--limit", type=int, default=0, help="use only the first N posters; 0: all")
     train.add_argument("--workers", type=int, default=2, help="image decoding threads")
 
-    evaluate = commands.add_parser("evaluate", help="score a model version on a labelled set")
-    evaluate.add_argument("--model-dir", type=Path, required=True)
-    evaluate.add_argument("--images", type=Path, required=True)
-    evaluate.add_argument("--csv", type=Path, required=True)
-    evaluate.add_argument("--split", choices=["train", "validation", "test"], default=None)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model version on a labelled set", formatter_class=defaults
+    )
+    evaluate.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
+    evaluate.add_argument("--images", type=Path, required=True, help="folder of <Id>.jpg posters")
+    evaluate.add_argument("--csv", type=Path, required=True, help="label CSV (Id, Genre, genres)")
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        default=None,
+        help="only the Ids the version recorded for this split; default: every labelled poster",
+    )
 
     compare = commands.add_parser(
-        "compare", help="record another run's test figures (same split) in a version's metadata"
+        "compare",
+        help="record another run's test figures (same split) in a version's metadata",
+        formatter_class=defaults,
     )
-    compare.add_argument("--model-dir", type=Path, required=True)
-    compare.add_argument("--baseline-dir", type=Path, required=True)
+    compare.add_argument("--model-dir", type=Path, required=True, help="the version to annotate")
+    compare.add_argument(
+        "--baseline-dir", type=Path, required=True, help="the version to compare with"
+    )
     compare.add_argument("--as", dest="label", default="seed", help="name in the model card")
 
-    card = commands.add_parser("card", help="print the model card (Markdown) of a model version")
-    card.add_argument("--model-dir", type=Path, required=True)
-    card.add_argument("--readme", type=Path, default=None, help="rewrite the card inside README")
+    card = commands.add_parser(
+        "card", help="print the model card (Markdown) of a model version", formatter_class=defaults
+    )
+    card.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
+    card.add_argument(
+        "--readme", type=Path, default=None, help="rewrite the card inside this README instead"
+    )
     return parser
 
 
@@ -108,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             check_recipe(args.arch, recipe)  # before TensorFlow is even imported
         except ValueError as exc:
             _parser().error(str(exc))
+        writable = next((p for p in (args.store, *args.store.parents) if p.exists()), Path("."))
+        if not os.access(writable, os.W_OK):
+            _parser().error(f"--store {args.store}: {writable} is not writable")
+        if not args.csv.is_file() or not args.images.is_dir():
+            _parser().error(f"the dataset is not there: --csv {args.csv}, --images {args.images}")
         from training.train import TrainConfig, run
 
         config = TrainConfig(
