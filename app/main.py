@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -88,7 +89,7 @@ def create_app(
         favicon_url="/static/favicon.svg",
         title="poster-genres",
         summary="Which of the genres a movie belongs to, from its poster.",
-        version="1.0.0",
+        version=importlib.metadata.version("poster-genres"),
         lifespan=lifespan,
     )
     app.state.settings = settings
