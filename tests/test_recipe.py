@@ -95,24 +95,9 @@ def test_train_cli_refuses_bad_recipes_before_any_work(
 
 
 def test_train_help_shows_each_flag_and_default_without_tensorflow() -> None:
-    import subprocess
-    import sys
+    from tests.cli_process import run_without_tensorflow
 
-    code = (
-        "import sys\n"
-        "from training.__main__ import main\n"
-        "try:\n"
-        "    main(['train', '--help'])\n"
-        "except SystemExit:\n"
-        "    assert 'tensorflow' not in sys.modules\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_without_tensorflow("training.__main__:main", ["train", "--help"])
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "--arch {seed,compact,lite0}" in text and "(default: lite0)" in text

@@ -16,6 +16,7 @@ from poster_genres.artifact import load_version
 from poster_genres.classifier import GenreClassifier
 from poster_genres.preprocessing import poster_to_input
 from scorer.__main__ import main as score_cli
+from tests.cli_process import run_without_tensorflow
 from tests.conftest import TINY_GENRES, poster_bytes
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -126,18 +127,9 @@ def test_nothing_scored_exits_1(tiny_version: Path, tmp_path: Path) -> None:
 def test_bad_output_paths_are_refused_before_the_model_loads(
     folder: Path, tmp_path: Path, out: str, message: str
 ) -> None:
-    # Run as a fresh process: the refusal must come before TensorFlow is even imported.
-    code = (
-        "import sys\n"
-        "from scorer.__main__ import main\n"
-        "try:\n"
-        f"    main([{str(folder)!r}, '--out', {str(tmp_path / out)!r}])\n"
-        "except SystemExit as stop:\n"
-        "    assert 'tensorflow' not in sys.modules, 'imported TensorFlow'\n"
-        "    sys.exit(stop.code)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=60
+    # A fresh process: the refusal must come before TensorFlow is even imported.
+    result = run_without_tensorflow(
+        "scorer.__main__:main", [str(folder), "--out", str(tmp_path / out)]
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
@@ -145,17 +137,7 @@ def test_bad_output_paths_are_refused_before_the_model_loads(
 
 
 def test_help_answers_without_tensorflow() -> None:
-    code = (
-        "import sys\n"
-        "from scorer.__main__ import main\n"
-        "try:\n"
-        "    main(['--help'])\n"
-        "except SystemExit:\n"
-        "    assert 'tensorflow' not in sys.modules\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=60
-    )
+    result = run_without_tensorflow("scorer.__main__:main", ["--help"])
     assert result.returncode == 0, result.stderr
     assert "--list" in result.stdout and ".csv or .jsonl" in result.stdout
 
