@@ -6,10 +6,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
+COPY poster_genres ./poster_genres
 COPY app ./app
 RUN /opt/venv/bin/pip install --no-cache-dir .
 
-# Final stage: the venv, the shipped model, a non-root user. No training code, tests or data.
+# Final stage: the venv (the service and the shared core), the shipped model, a non-root user.
+# No training code, tests or data.
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin poster
 COPY --from=build /opt/venv /opt/venv

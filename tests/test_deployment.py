@@ -101,3 +101,20 @@ def test_image_start_and_healthcheck_commands_work_outside_docker(tiny_store: Pa
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_image_copies_every_package_the_service_imports() -> None:
+    from tests.test_layout import imported_top_level
+
+    ours = {"app", "poster_genres", "training", "scorer", "tools", "bench", "tests"}
+    needed = {"app"}
+    pending = ["app"]
+    while pending:  # follow the service's imports through our own packages
+        for names in imported_top_level(pending.pop()).values():
+            for name in (names & ours) - needed:
+                needed.add(name)
+                pending.append(name)
+    text = (PROJECT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", text, flags=re.MULTILINE))
+    assert needed == {"app", "poster_genres"}
+    assert needed <= copied
