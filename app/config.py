@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from poster_genres.preprocessing import DEFAULT_MAX_PIXELS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_API_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if "*" in self.cors_origins:
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        if key is not None and len(key.strip()) < MIN_API_KEY_LENGTH:
+            # An empty key (an unset variable in an env file) must never mean "anyone may call".
+            raise ValueError(
+                f"POSTER_API_KEY must be at least {MIN_API_KEY_LENGTH} characters "
+                f"(got {len(key.strip())}); leave it unset to run without a key"
+            )
         return self
 
 

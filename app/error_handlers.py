@@ -109,9 +109,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(
-        exc.status_code, code, message, request_id_of(request), dict(exc.headers or {}) or None
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 413:
+        # The rest of an oversized body is not worth reading: close instead of draining it.
+        headers["Connection"] = "close"
+    return error_response(exc.status_code, code, message, request_id_of(request), headers or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

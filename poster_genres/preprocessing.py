@@ -125,7 +125,8 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
         )
     if width < 1 or height < 1:
         raise InvalidImage("The image has no pixels.")
-    fmt = image.format or "UNKNOWN"
+    # An MPO (a camera's multi-picture JPEG) is a JPEG whose first picture is the poster.
+    fmt = "JPEG" if image.format == "MPO" else image.format or "UNKNOWN"
     try:
         if fmt == "JPEG":
             # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the poster is far larger than needed.

@@ -316,14 +316,17 @@ def test_concurrent_requests_share_model_calls(tiny_store: Path) -> None:
 
 
 def test_api_key_when_configured(tiny_store: Path) -> None:
-    app = create_app(make_settings(tiny_store, api_key="s3cret"))
+    app = create_app(make_settings(tiny_store, api_key="s3cret-of-16-chars"))
     with TestClient(app) as secured:
         assert_error(predict(secured), 401, "unauthorized")
         wrong = secured.post(
             "/predict", files={"file": ("p.jpg", POSTER)}, headers={"X-API-Key": "nope"}
         )
         assert_error(wrong, 401, "unauthorized")
-        for headers in ({"X-API-Key": "s3cret"}, {"Authorization": "Bearer s3cret"}):
+        for headers in (
+            {"X-API-Key": "s3cret-of-16-chars"},
+            {"Authorization": "Bearer s3cret-of-16-chars"},
+        ):
             ok = secured.post("/predict", files={"file": ("p.jpg", POSTER)}, headers=headers)
             assert ok.status_code == 200
         assert secured.get("/health").status_code == 200
@@ -389,3 +392,26 @@ def test_openapi_declares_request_response_and_error_schemas(client: TestClient)
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/ErrorResponse")
     assert client.get("/docs").status_code == 200
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
+    import asyncio
+
+    from app.middleware import RequestContextMiddleware
+
+    seen: list[str] = []
+
+    async def inner(scope: dict, receive: object, send: object) -> None:
+        seen.append(scope["state"]["request_id"])
+
+    middleware = RequestContextMiddleware(inner)  # type: ignore[arg-type]  # a bare ASGI app
+    for offered in (b"abc\n", b"abc"):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [(b"x-request-id", offered)],
+        }
+        asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]  # unused here
+    assert seen[0] != "abc\n" and len(seen[0]) == 32
+    assert seen[1] == "abc"

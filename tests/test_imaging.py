@@ -242,3 +242,13 @@ def test_body_sizes_are_shown_in_binary_units(n: int, shown: str) -> None:
     from app.units import human_bytes
 
     assert human_bytes(n) == shown
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg_decoded_at_reduced_scale() -> None:
+    first, second = Image.new("RGB", (3200, 2400), (200, 30, 30)), Image.new("RGB", (64, 48))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    decoded = decode_poster(buffer.getvalue())
+    assert decoded.format == "JPEG" and (decoded.width, decoded.height) == (3200, 2400)
+    assert decoded.image.size == (800, 600)  # libjpeg's 1/4 scale: the JPEG shortcut was taken

@@ -41,6 +41,9 @@ def assert_plain(result: subprocess.CompletedProcess[str], code: int, *phrases: 
         ({"POSTER_CORS_ORIGINS": '["*"]'}, ["POSTER_CORS_ORIGINS must list origins explicitly"]),
         ({"POSTER_MAX_QUEUE": "0"}, ["POSTER_MAX_QUEUE='0'", "greater than or equal to 1"]),
         ({"POSTER_LOG_LEVEL": "LOUD"}, ["POSTER_LOG_LEVEL='LOUD'"]),
+        ({"POSTER_API_KEY": ""}, ["POSTER_API_KEY must be at least 16 characters (got 0)"]),
+        ({"POSTER_API_KEY": "   "}, ["POSTER_API_KEY must be at least 16 characters (got 0)"]),
+        ({"POSTER_API_KEY": "short-key"}, ["at least 16 characters (got 9)"]),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(
