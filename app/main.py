@@ -19,6 +19,7 @@ from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.openapi import honest_openapi
 from app.routes import health, info, page, predict
+from app.security import SecurityHeadersMiddleware
 from app.service import PredictionService
 from poster_genres.artifact import load_version, resolve_version_dir
 from poster_genres.classifier import GenreClassifier
@@ -121,6 +122,7 @@ def create_app(
         ),
     )
     app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 

@@ -415,3 +415,25 @@ def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
         asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]  # unused here
     assert seen[0] != "abc\n" and len(seen[0]) == 32
     assert seen[1] == "abc"
+
+
+def test_every_answer_carries_security_headers_fitted_to_its_route(client: TestClient) -> None:
+    import base64
+    import hashlib
+    import re
+
+    page, api, docs = client.get("/"), client.get("/genres"), client.get("/docs")
+    refused = client.post("/predict", content=b"", headers={"Content-Type": "image/png"})
+    for response in (page, api, docs, refused):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in page.headers["Content-Security-Policy"]
+    assert "img-src 'self' blob: data:" in page.headers["Content-Security-Policy"]
+    assert api.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    script_src = re.search(r"script-src ([^;]+);", docs.headers["Content-Security-Policy"])
+    assert script_src and "unsafe-inline" not in script_src.group(1)
+    inline = re.findall(r"<script>(.*?)</script>", docs.text, flags=re.DOTALL)
+    assert inline, "Swagger UI's bootstrap script"
+    for script in inline:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in script_src.group(1)

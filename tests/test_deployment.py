@@ -118,3 +118,10 @@ def test_the_image_copies_every_package_the_service_imports() -> None:
     copied = set(re.findall(r"^COPY (\w+) \./\1$", text, flags=re.MULTILINE))
     assert needed == {"app", "poster_genres"}
     assert needed <= copied
+
+
+def test_compose_publishes_on_loopback_only_and_sizes_tmp() -> None:
+    compose = (PROJECT / "docker-compose.yml").read_text()
+    ports = re.findall(r'^\s+- "([\d.:]+)"$', compose, flags=re.MULTILINE)
+    assert ports == ["127.0.0.1:8000:8000"]
+    assert re.search(r"^\s+- /tmp:size=\d+m", compose, flags=re.MULTILINE)

@@ -124,9 +124,20 @@ def offline_context(browser: object) -> tuple[object, list[str]]:
     return context, outside
 
 
+def csp_violations(page: object) -> list[str]:
+    """Console messages of requests or scripts the Content-Security-Policy refused."""
+    refused: list[str] = []
+    page.on(  # type: ignore[attr-defined]  # a Playwright Page
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return refused
+
+
 def test_api_docs_render_with_the_network_blocked(browser, service: str) -> None:
     context, outside = offline_context(browser)
     page = context.new_page()
+    refused = csp_violations(page)
     page.goto(f"{service}/docs")
     page.locator(".swagger-ui .opblock-summary-path[data-path='/predict']").wait_for(timeout=30_000)
     assert page.locator(".swagger-ui .info .title").inner_text().startswith("poster-genres")
@@ -138,17 +149,20 @@ def test_api_docs_render_with_the_network_blocked(browser, service: str) -> None
     # ReDoc's bundle asks its vendor's CDN for the small "powered by" logo in its footer, and
     # renders without it; nothing else leaves the machine.
     assert [url for url in outside if "cdn.redoc.ly/redoc/logo-mini.svg" not in url] == []
+    # ReDoc's CDN logo is refused by the policy too (img-src 'self'); nothing else is.
+    assert [r for r in refused if "logo-mini.svg" not in r] == []
     context.close()
 
 
 def test_the_page_loads_everything_it_asks_for_including_a_favicon(browser, service: str) -> None:
     context, outside = offline_context(browser)
     page = context.new_page()
+    refused = csp_violations(page)
     failed: list[str] = []
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
     page.goto(service)
     page.wait_for_load_state("networkidle")
-    assert failed == [] and outside == []
+    assert failed == [] and outside == [] and refused == []
     assert (
         httpx.get(f"{service}/static/favicon.svg")
         .headers["content-type"]
