@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import DeadlineExceeded, InferenceFailed, Overloaded
+from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceUnavailable
 
 
 @dataclass
@@ -62,28 +62,46 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
         self._on_batch = on_batch
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the worker stopped on its own, if it did (None while it runs or after stop())."""
+        return self._failure
+
     def start(self) -> None:
+        self._failure = None
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+        self._worker.add_done_callback(self._supervise)
+
+    def _supervise(self, worker: asyncio.Task[None]) -> None:
+        """The worker must never end by itself; if it does, nobody may wait for it any more."""
+        if worker.cancelled():
+            return
+        self._failure = worker.exception() or RuntimeError("the batch worker returned")
+        self._fail_everything_waiting("The model worker stopped; retry on another replica.")
 
     async def stop(self) -> None:
         """Stop the worker; anything still queued is answered 503."""
-        if self._worker is not None:
+        if self._worker is not None and not self._worker.done():  # a dead one was reported
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        self._fail_everything_waiting("The service is shutting down.")
+        self._executor.shutdown(wait=True)
+
+    def _fail_everything_waiting(self, message: str) -> None:
         leftovers, self._carry = self._carry, []
         while not self._queue.empty():
             leftovers.append(self._queue.get_nowait())
         for job in leftovers:
             if not job.future.done():
-                job.future.set_exception(Overloaded("The service is shutting down."))
-        self._executor.shutdown(wait=True)
+                job.future.set_exception(ServiceUnavailable(message))
 
     async def submit(self, image: np.ndarray, timeout_s: float) -> BatchResult:
         """Queue one model input and wait for its row, never longer than `timeout_s`.
@@ -91,6 +109,8 @@ class MicroBatcher:
         Raises Overloaded when the queue is full, DeadlineExceeded when no answer came in time
         (whatever the reason: a slow model, or a job the worker lost).
         """
+        if self._failure is not None:
+            raise ServiceUnavailable("The model worker stopped; retry on another replica.")
         job = _Job(image=image, deadline=time.monotonic() + timeout_s)
         try:
             self._queue.put_nowait(job)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="body limit of /predict")
     max_batch_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="of /predict/batch")
     max_batch_files: int = Field(32, ge=1, description="files per /predict/batch request")
+    max_batch_share: float = Field(
+        0.5, gt=0, le=1, description="share of the queue /predict/batch requests may hold together"
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, gt=0, description="declared width x height limit"
     )
@@ -63,6 +66,14 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if "*" in self.cors_origins:
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
+        batch_places = int(self.max_batch_share * self.max_queue)
+        if self.max_batch_files > batch_places:
+            # Otherwise a full-size batch could never be admitted, even on an idle server.
+            raise ValueError(
+                f"POSTER_MAX_BATCH_FILES ({self.max_batch_files}) is more than batches may hold "
+                f"of the queue: POSTER_MAX_BATCH_SHARE x POSTER_MAX_QUEUE = {self.max_batch_share}"
+                f" x {self.max_queue} = {batch_places}"
+            )
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         if key is not None and len(key.strip()) < MIN_API_KEY_LENGTH:
             # An empty key (an unset variable in an env file) must never mean "anyone may call".

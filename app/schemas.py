@@ -80,7 +80,7 @@ class GenresResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "loading", "draining"]
+    status: Literal["ok", "loading", "draining", "failed"]
     model: str | None = None
     version: str | None = None
     uptime_s: float

@@ -6,7 +6,9 @@ Owns the classifier, the batcher and the decode threads; the routes only call `p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -21,7 +23,7 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_input
 
-Status = Literal["loading", "ok", "draining"]
+Status = Literal["loading", "ok", "draining", "failed"]
 # Probabilities and thresholds in responses: more digits would only be noise.
 DECIMALS = 4
 
@@ -40,6 +42,8 @@ class PredictionService:
         self._decode_slots = asyncio.Semaphore(settings.decode_workers)
         self._decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._admitted = 0
+        self._batch_images = 0
+        self._batch_places = int(settings.max_batch_share * settings.max_queue)
         self.batcher = MicroBatcher(
             classifier.predict,
             max_batch=min(settings.max_batch_size, classifier.max_batch),
@@ -64,12 +68,29 @@ class PredictionService:
         self._decoder.shutdown(wait=True)
 
     @property
+    def health(self) -> Status:
+        """`failed` once the batch worker has died: no request can be answered any more."""
+        return "failed" if self.batcher.failure is not None else self.status
+
+    @property
     def saturated(self) -> bool:
         """True when a new image would be refused anyway: decoding or the model queue is full."""
         return (
             self._admitted >= self.settings.max_queue
             or self.batcher.depth >= self.settings.max_queue
         )
+
+    @contextlib.contextmanager
+    def batch_places(self, n: int) -> Iterator[None]:
+        """Hold `n` of the queue places batch requests share, or refuse at once: batches together
+        never take more than POSTER_MAX_BATCH_SHARE of the queue, so single posters still fit."""
+        if self._batch_images + n > self._batch_places:
+            raise Overloaded("Too many batch images are in progress; retry shortly.")
+        self._batch_images += n
+        try:
+            yield
+        finally:
+            self._batch_images -= n
 
     @property
     def uptime_s(self) -> float:
@@ -110,8 +131,8 @@ class PredictionService:
     async def predict(self, data: bytes, top_k: int | None) -> Prediction:
         """Decode, preprocess, batch, infer and decide for one uploaded poster."""
         k = self.check_top_k(top_k)
-        if self.status != "ok":
-            raise ServiceUnavailable(f"The service is {self.status}; retry on another replica.")
+        if self.health != "ok":
+            raise ServiceUnavailable(f"The service is {self.health}; retry on another replica.")
         if self.saturated:
             raise Overloaded("Too many images are being processed; retry shortly.")
         started = time.perf_counter()

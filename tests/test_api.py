@@ -437,3 +437,35 @@ def test_every_answer_carries_security_headers_fitted_to_its_route(client: TestC
     for script in inline:
         digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in script_src.group(1)
+
+
+def test_batches_hold_at_most_their_share_of_the_queue(tiny_store: Path) -> None:
+    settings = make_settings(tiny_store, max_queue=8, max_batch_share=0.5, max_batch_files=4)
+    with TestClient(create_app(settings)) as shared:
+        service = shared.app.state.service  # type: ignore[attr-defined]  # a FastAPI app
+        with service.batch_places(3):
+            files = [("files", (f"p{i}.jpg", POSTER)) for i in range(2)]
+            assert_error(shared.post("/predict/batch", files=files), 503, "overloaded")
+            assert predict(shared).status_code == 200  # single posters keep their places
+            with service.batch_places(1):
+                pass
+        files = [("files", (f"p{i}.jpg", POSTER)) for i in range(4)]
+        assert shared.post("/predict/batch", files=files).status_code == 200  # released
+
+
+def test_a_batch_limit_above_the_batch_share_is_a_start_up_error(tiny_store: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"POSTER_MAX_BATCH_FILES \(33\) is more than"):
+        make_settings(tiny_store, max_batch_files=33)
+
+
+def test_readiness_fails_when_the_batch_worker_has_died(tiny_store: Path) -> None:
+    with TestClient(create_app(make_settings(tiny_store)), raise_server_exceptions=False) as hurt:
+        assert hurt.get("/health/ready").status_code == 200
+        batcher = hurt.app.state.service.batcher  # type: ignore[attr-defined]  # a FastAPI app
+        batcher._failure = RuntimeError("worker died")  # what _supervise records
+        ready = hurt.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert_error(predict(hurt), 503, "unavailable")
+        assert hurt.get("/health/live").status_code == 200

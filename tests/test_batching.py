@@ -158,3 +158,27 @@ def test_bucket_sizes_are_powers_of_two_and_their_halfway_points() -> None:
     assert bucket_sizes(16) == (1, 2, 3, 4, 6, 8, 12, 16)
     assert bucket_sizes(10) == (1, 2, 3, 4, 6, 8, 10)
     assert bucket_sizes(1) == (1,)
+
+
+def test_a_dead_worker_fails_waiting_and_new_requests_at_once() -> None:
+    from app.errors import ServiceUnavailable
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(RecordingModel(), max_batch=4, max_wait_s=0.5, max_queue=8)
+
+        async def broken_collect() -> list[object]:
+            await asyncio.sleep(0.1)
+            raise RuntimeError("a bug in the worker")
+
+        batcher._collect = broken_collect  # type: ignore[method-assign]  # inject the fault
+        batcher.start()
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="model worker stopped"):
+            await batcher.submit(image(1), 5)
+        assert time.monotonic() - started < 1.0  # not the 5 s deadline
+        assert isinstance(batcher.failure, RuntimeError)
+        with pytest.raises(ServiceUnavailable):
+            await batcher.submit(image(2), 5)
+        await batcher.stop()
+
+    run(scenario())

@@ -79,7 +79,12 @@ def test_wrong_methods_are_405(client: TestClient, method: str) -> None:
 
 def test_flood_gets_only_200s_and_fast_503s_while_health_answers(tiny_store: Path) -> None:
     settings = make_settings(
-        tiny_store, max_queue=4, max_batch_size=2, decode_workers=1, max_batch_wait_ms=20
+        tiny_store,
+        max_queue=4,
+        max_batch_files=2,
+        max_batch_size=2,
+        decode_workers=1,
+        max_batch_wait_ms=20,
     )
     app = create_app(settings)
     health_codes: list[int] = []

@@ -22,12 +22,12 @@ async def live() -> Liveness:
 @router.get(
     "/health/ready",
     response_model=Health,
-    responses={503: {"model": Health, "description": "loading or draining"}},
+    responses={503: {"model": Health, "description": "loading, draining or failed"}},
 )
 @router.get(
     "/health",
     response_model=Health,
-    responses={503: {"model": Health, "description": "loading or draining"}},
+    responses={503: {"model": Health, "description": "loading, draining or failed"}},
 )
 async def ready(request: Request) -> Response:
     """200 when the model is loaded, warmed up and taking work; 503 with the reason otherwise."""
@@ -36,12 +36,12 @@ async def ready(request: Request) -> Response:
         body = Health(status="loading", uptime_s=time.monotonic() - request.app.state.started)
         return JSONResponse(body.model_dump(), status_code=503)
     body = Health(
-        status=service.status,
+        status=service.health,
         model=service.classifier.name,
         version=service.classifier.version,
         uptime_s=round(service.uptime_s, 3),
     )
-    return JSONResponse(body.model_dump(), status_code=200 if service.status == "ok" else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
 
 
 @router.get(

@@ -123,5 +123,6 @@ async def predict_batch(
             return BatchItem(filename=upload.filename, error=error)
         return BatchItem(filename=upload.filename, result=result)
 
-    results = await unless_client_leaves(request, asyncio.gather(*(one(f) for f in files)))
+    with service.batch_places(len(files)):
+        results = await unless_client_leaves(request, asyncio.gather(*(one(f) for f in files)))
     return BatchPrediction(results=list(results))
