@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from app.config import Settings
-from app.errors import NotReady, Unauthorized
+from app.errors import NotReady
 from app.service import PredictionService
 
 
@@ -26,19 +25,3 @@ def get_service(request: Request) -> PredictionService:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServiceDep = Annotated[PredictionService, Depends(get_service)]
-
-
-def require_api_key(
-    settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> None:
-    """When an API key is configured, accept it as `X-API-Key` or `Authorization: Bearer`."""
-    if settings.api_key is None:
-        return
-    offered = x_api_key
-    if offered is None and authorization and authorization.lower().startswith("bearer "):
-        offered = authorization[7:].strip()
-    expected = settings.api_key.get_secret_value().encode()
-    if offered is None or not secrets.compare_digest(offered.encode(), expected):
-        raise Unauthorized("A valid API key is required (X-API-Key or Authorization: Bearer).")

@@ -92,6 +92,11 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def domain_error_response(exc: PosterGenresError, request_id: str) -> JSONResponse:
+    """The JSON error for one of our errors, with its status and headers from the table."""
+    return error_response(status_of(exc), exc.code, exc.message, request_id, headers_of(exc))
+
+
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PosterGenresError)
     status = status_of(exc)
@@ -102,7 +107,7 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
             exc.message,
             exc_info=exc.__cause__ or exc,
         )
-    return error_response(status, exc.code, exc.message, request_id_of(request), headers_of(exc))
+    return domain_error_response(exc, request_id_of(request))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -13,8 +13,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
+from app.admission import AdmissionMiddleware
 from app.config import Settings, get_settings
-from app.error_handlers import error_response, install_error_handlers
+from app.error_handlers import domain_error_response, error_response, install_error_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.openapi import honest_openapi
@@ -105,14 +106,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
-            allow_credentials=False,
-        )
+    # Middleware: the last added runs first (outermost).
     app.add_middleware(
         BodyLimitMiddleware,
         limits={"/predict/batch": settings.max_batch_upload_bytes},
@@ -121,6 +115,23 @@ def create_app(
             status, "payload_too_large", message, scope.get("state", {}).get("request_id", "")
         ),
     )
+    app.add_middleware(
+        AdmissionMiddleware,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        service=lambda: app.state.service,
+        respond=lambda scope, exc: domain_error_response(
+            exc, scope.get("state", {}).get("request_id", "")
+        ),
+    )
+    # Outside admission, so a refusal still carries the CORS headers a browser needs to read it.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+            allow_credentials=False,
+        )
     app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -53,3 +53,45 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_the_connection_closed(
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in head.lower()
     assert b'"code":"payload_too_large"' in body
+
+
+@pytest.fixture(scope="module")
+def keyed_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
+    with running_service(tiny_store, {"POSTER_API_KEY": "sixteen-chars-key!"}) as service:
+        address = urlparse(service.url)
+        yield address.hostname or "127.0.0.1", address.port or 80
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_an_anonymous_upload_is_refused_before_its_body_is_read(
+    keyed_service: tuple[str, int], path: str
+) -> None:
+    with socket.create_connection(keyed_service, timeout=10) as sock:
+        # Headers promising 60 MB, and not one byte of it: the answer must not wait for the body.
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 60000000\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+        elapsed = time.monotonic() - started
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert b"connection: close" in head.lower()
+    assert b'"code":"unauthorized"' in body
+    assert elapsed < 2.0
+
+
+def test_the_right_key_is_admitted(keyed_service: tuple[str, int]) -> None:
+    import httpx
+
+    from tests.conftest import poster_bytes
+
+    host, port = keyed_service
+    answer = httpx.post(
+        f"http://{host}:{port}/predict",
+        files={"file": ("p.jpg", poster_bytes())},
+        headers={"X-API-Key": "sixteen-chars-key!"},
+        timeout=30,
+    )
+    assert answer.status_code == 200

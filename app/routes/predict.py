@@ -6,16 +6,17 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from app.deps import ServiceDep, SettingsDep, require_api_key
+from app.deps import ServiceDep, SettingsDep
 from app.errors import ClientDisconnected, MissingFile, TooManyFiles
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
 from poster_genres.errors import PosterGenresError
 
 T = TypeVar("T")
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+# Authentication and admission happen before the body is read: app/admission.py.
+router = APIRouter(tags=["predict"])
 
 _ERRORS = {
     status: {"model": ErrorResponse, "description": description}

@@ -1,0 +1,81 @@
+"""Who may send a poster, and whether there is room for it: decided from the request line and
+headers, before a single byte of the body is read.
+
+FastAPI reads a multipart form before it runs a route's dependencies, so a check there would let an
+anonymous client make the server buffer a whole upload first. This ASGI middleware answers a POST to
+the predict routes at once with the JSON error (and `Connection: close`, so the unread body is not
+drained) when the API key is missing or wrong, when the service is not ready or is draining, or when
+the queue is already full. The service checks again per image; this is the cheap early refusal.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
+from poster_genres.errors import PosterGenresError
+
+GUARDED_PATHS = ("/predict", "/predict/batch")
+
+
+def offered_key(headers: Headers) -> str | None:
+    """The key a client sent, as `X-API-Key` or `Authorization: Bearer`."""
+    key = headers.get("x-api-key")
+    authorization = headers.get("authorization", "")
+    if key is None and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    return key
+
+
+def key_matches(offered: str | None, expected: str) -> bool:
+    return offered is not None and secrets.compare_digest(offered.encode(), expected.encode())
+
+
+class AdmissionMiddleware:
+    """Refuses unauthenticated or unadmittable predict requests before reading their body."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        service: Callable[[], object | None],
+        respond: Callable[[Scope, PosterGenresError], Response],
+    ) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.service = service
+        self.respond = respond
+
+    def _refusal(self, scope: Scope) -> PosterGenresError | None:
+        if self.api_key is not None and not key_matches(
+            offered_key(Headers(scope=scope)), self.api_key
+        ):
+            return Unauthorized("A valid API key is required (X-API-Key or Authorization: Bearer).")
+        service = self.service()
+        if service is None:
+            return NotReady("The model is not loaded yet.")
+        health = getattr(service, "health", "ok")
+        if health != "ok":
+            return ServiceUnavailable(f"The service is {health}; retry on another replica.")
+        if getattr(service, "saturated", False):
+            return Overloaded("Too many images are being processed; retry shortly.")
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guarded = (
+            scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and scope.get("path") in GUARDED_PATHS
+        )
+        refusal = self._refusal(scope) if guarded else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        response = self.respond(scope, refusal)
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
