@@ -5,14 +5,16 @@ Start-up checks come first and each failure is one line on stderr and a non-zero
 unless POSTER_LOG_LEVEL=DEBUG.
 
 SIGTERM/SIGINT: readiness turns 503 `draining` at once and the predict routes refuse new work with
-503 `draining`; uvicorn stops accepting connections (new ones are refused), lets in-flight requests
-finish for up to POSTER_SHUTDOWN_GRACE_S, then the process exits.
+503; the listener stays open POSTER_DRAIN_DELAY_S so load balancers notice, then uvicorn stops
+accepting connections (new ones are refused), lets in-flight requests finish for up to
+POSTER_SHUTDOWN_GRACE_S, and the process exits.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+import threading
 from types import FrameType
 
 import uvicorn
@@ -24,16 +26,27 @@ from app.config import Settings, describe_settings_error, get_settings
 
 
 class DrainingServer(uvicorn.Server):
-    """Marks the service draining the moment a shutdown signal arrives."""
+    """On a shutdown signal: readiness turns 503 at once, the listener stays open for
+    `drain_delay_s` so load balancers see it and stop sending, then uvicorn shuts down gracefully.
+    A second signal during the delay shuts down at once."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_delay_s: float) -> None:
         super().__init__(config)
         self.app = app
+        self.drain_delay_s = drain_delay_s
+        self._pending: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.app.state.service is not None:
             self.app.state.service.drain()
-        super().handle_exit(sig, frame)
+        if self.drain_delay_s <= 0 or self._pending is not None:
+            if self._pending is not None:
+                self._pending.cancel()
+            super().handle_exit(sig, frame)
+            return
+        self._pending = threading.Timer(self.drain_delay_s, super().handle_exit, (sig, frame))
+        self._pending.daemon = True
+        self._pending.start()
 
 
 def port_in_use(host: str, port: int) -> str | None:
@@ -88,7 +101,7 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,  # our middleware logs one structured line per request
     )
-    server = DrainingServer(config, app)
+    server = DrainingServer(config, app, settings.drain_delay_s)
     server.run()
     return 0 if server.started else 1
 

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     shutdown_grace_s: float = Field(20.0, gt=0, description="in-flight requests get this long")
+    drain_delay_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="after SIGTERM: readiness 503 this long before the listener closes",
+    )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="body limit of /predict")
     max_batch_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="of /predict/batch")

@@ -60,6 +60,8 @@ def running_service(
         "POSTER_MODEL_STORE": str(store),
         "POSTER_HOST": "127.0.0.1",
         "POSTER_PORT": str(port),
+        # Tests stop servers often; the ones about draining set their own delay.
+        "POSTER_DRAIN_DELAY_S": "0",
         **(env or {}),
     }
     argv = [*prefix, sys.executable, "-m", "app"]

@@ -49,7 +49,8 @@ def test_compose_grace_outlasts_the_service_grace() -> None:
     compose = (PROJECT / "docker-compose.yml").read_text()
     stop = int(re.search(r"stop_grace_period: (\d+)s", compose).group(1))  # type: ignore[union-attr]  # absent: the test fails anyway
     service = float(re.search(r'POSTER_SHUTDOWN_GRACE_S: "(\d+)"', compose).group(1))  # type: ignore[union-attr]  # as above
-    assert stop > service
+    delay = float(re.search(r'POSTER_DRAIN_DELAY_S: "(\d+)"', compose).group(1))  # type: ignore[union-attr]  # as above
+    assert stop > delay + service
 
 
 def test_ruff_lint_and_format_are_clean() -> None:

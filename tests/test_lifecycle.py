@@ -45,3 +45,21 @@ def test_sigterm_finishes_in_flight_requests_then_exits(tiny_store: Path) -> Non
         # uvicorn re-raises the signal once it has shut down, so the status says 'terminated'.
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
         assert time.monotonic() - signalled < 10
+
+
+def test_readiness_turns_503_while_the_listener_stays_open_for_the_drain_delay(
+    tiny_store: Path,
+) -> None:
+    with running_service(tiny_store, {"POSTER_DRAIN_DELAY_S": "2"}) as service:
+        url, process = service.url, service.process
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx.get(f"{url}/health/ready", timeout=2)  # a new connection: still accepted
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        refused = httpx.post(f"{url}/predict", files={"file": ("p.jpg", poster_bytes())}, timeout=5)
+        assert refused.status_code == 503
+        assert httpx.get(f"{url}/health/live", timeout=2).status_code == 200
+        time.sleep(2.5)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health/live", timeout=2)
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
