@@ -30,6 +30,8 @@ from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, Unsuppo
 INPUT_SIZE = 400
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
 DEFAULT_MAX_PIXELS = 16_000_000
+SHRINK_ABOVE = 2 * INPUT_SIZE
+MAX_SIDE = 65_535  # JPEG's own limit; PNG would allow 2^31
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 # Formats we recognise by magic bytes and refuse (415) without handing them to any decoder.
@@ -83,14 +85,49 @@ def _refused_format(data: bytes) -> str | None:
     return None
 
 
+# Modes Image.reduce() averages correctly; others are widened first (palette indices and bilevel
+# pixels cannot be averaged, 16-bit is not supported).
+_REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK")
+
+
+def _reducible_mode(image: Image.Image) -> str:
+    if image.mode.startswith("I;16"):
+        return "I"
+    if image.mode == "1":
+        return "L"
+    if image.mode == "PA" or (image.mode == "P" and "transparency" in image.info):
+        return "RGBA"
+    return "RGB"
+
+
+def _reduce_to_useful_size(image: Image.Image) -> Image.Image:
+    """Box-reduce by whole factors per axis until no side is over SHRINK_ABOVE pixels.
+
+    Decoding cost then follows what the model can use, not what the file declares: mode
+    conversion, compositing and the final resize never see more than ~2x the input size (a
+    16-bit 4000x4000 PNG or a 16,000,000x1 strip included). Posters at or under SHRINK_ABOVE
+    pixels a side (the whole dataset) are untouched.
+    """
+    factor_x = max(1, image.width // SHRINK_ABOVE)
+    factor_y = max(1, image.height // SHRINK_ABOVE)
+    if factor_x == factor_y == 1:
+        return image
+    if image.mode not in _REDUCIBLE:
+        image = image.convert(_reducible_mode(image))
+    return image.reduce((factor_x, factor_y))
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if mode == "F" else 257.0
-        eight_bit = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode.startswith("I;16") or mode == "I":
+        # value / 257 rounded, in integers: (v + 128) // 257 never meets an exact .5.
+        values = np.asarray(image).astype(np.int64)
+        eight_bit = np.clip((values + 128) // 257, 0, 255).astype(np.uint8)
         return Image.fromarray(eight_bit).convert("RGB")
     if (mode == "P" and "transparency" in image.info) or mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = image.convert("RGBA")
@@ -123,6 +160,11 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             f"The image is {width}x{height} ({_megapixels(width * height)}); "
             f"the limit is {_megapixels(max_pixels)}."
         )
+    if max(width, height) > MAX_SIDE:
+        # A decoder holds whole rows: a 16,000,000 x 1 strip costs ~150 MB before any reduction.
+        raise ImageTooLarge(
+            f"The image is {width}x{height}; no side may be over {MAX_SIDE:,} pixels."
+        )
     if width < 1 or height < 1:
         raise InvalidImage("The image has no pixels.")
     # An MPO (a camera's multi-picture JPEG) is a JPEG whose first picture is the poster.
@@ -132,7 +174,7 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the poster is far larger than needed.
             image.draft("RGB", (INPUT_SIZE, INPUT_SIZE))
         image.load()
-        rgb = _to_rgb(ImageOps.exif_transpose(image))
+        rgb = _to_rgb(ImageOps.exif_transpose(_reduce_to_useful_size(image)))
         rgb.load()
     except Exception as exc:
         raise InvalidImage("The image is corrupt or truncated and cannot be decoded.") from exc

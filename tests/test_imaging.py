@@ -252,3 +252,29 @@ def test_a_multi_picture_jpeg_is_a_jpeg_decoded_at_reduced_scale() -> None:
     decoded = decode_poster(buffer.getvalue())
     assert decoded.format == "JPEG" and (decoded.width, decoded.height) == (3200, 2400)
     assert decoded.image.size == (800, 600)  # libjpeg's 1/4 scale: the JPEG shortcut was taken
+
+
+def test_large_images_are_reduced_before_any_conversion() -> None:
+    from poster_genres.preprocessing import SHRINK_ABOVE
+
+    half_transparent = Image.new("RGBA", (3300, 1700), (0, 0, 0, 128))
+    buffer = io.BytesIO()
+    half_transparent.save(buffer, format="PNG")
+    decoded = decode_poster(buffer.getvalue())
+    assert (decoded.width, decoded.height) == (3300, 1700)  # what the client sent
+    assert decoded.image.size == (3300 // 4, 1700 // 2)  # whole factors per axis
+    assert max(decoded.image.size) <= SHRINK_ABOVE + SHRINK_ABOVE // 2
+    np.testing.assert_allclose(np.asarray(decoded.image), 127, atol=1)  # composited over white
+
+
+def test_a_large_16_bit_image_keeps_its_levels_through_the_reduction() -> None:
+    levels = np.full((2400, 1700), 65535 // 3, dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG")
+    x = poster_to_input(buffer.getvalue())
+    np.testing.assert_allclose(x, round(21845 / 257) / 255, atol=1e-6)  # 85
+
+
+def test_a_side_over_65535_pixels_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge, match="no side may be over 65,535 pixels"):
+        decode_poster(png_header_only(70_000, 10))
