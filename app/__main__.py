@@ -83,6 +83,7 @@ def serve(settings: Settings) -> int:
     from poster_genres.runtime import import_tensorflow
 
     import_tensorflow(verbose=settings.log_level == "DEBUG")
+    from app.connections import guarded_protocol
     from app.main import configure_logging, create_app, load_classifier
     from poster_genres.errors import ModelStoreError
 
@@ -97,6 +98,14 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(
+            header_timeout_s=settings.header_timeout_s,
+            body_idle_timeout_s=settings.body_idle_timeout_s,
+            max_connections=settings.max_connections,
+            max_header_bytes=settings.max_header_bytes,
+        ),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        backlog=settings.max_connections,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         log_level=settings.log_level.lower(),
         access_log=False,  # our middleware logs one structured line per request

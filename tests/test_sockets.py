@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -95,3 +96,125 @@ def test_the_right_key_is_admitted(keyed_service: tuple[str, int]) -> None:
         timeout=30,
     )
     assert answer.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def bounded_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
+    env = {
+        "POSTER_HEADER_TIMEOUT_S": "1.5",
+        "POSTER_BODY_IDLE_TIMEOUT_S": "1.5",
+        "POSTER_MAX_CONNECTIONS": "400",
+    }
+    with running_service(tiny_store, env) as service:
+        address = urlparse(service.url)
+        yield address.hostname or "127.0.0.1", address.port or 80
+
+
+def answer_of(raw: bytes) -> tuple[bytes, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_headers_that_never_finish_get_408_and_the_connection_closed(
+    bounded_service: tuple[str, int],
+) -> None:
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\n")
+        started = time.monotonic()
+        head, body = answer_of(read_until_closed(sock))
+    assert 1.2 < time.monotonic() - started < 5
+    assert head.startswith(b"HTTP/1.1 408 ") and b'"code": "request_timeout"' in body
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(
+    bounded_service: tuple[str, int],
+) -> None:
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8" * 10
+        )
+        started = time.monotonic()
+        head, body = answer_of(read_until_closed(sock))
+    assert 1.2 < time.monotonic() - started < 5
+    assert head.startswith(b"HTTP/1.1 408 ") and b"stopped arriving" in body
+
+
+@pytest.mark.parametrize("pieces", [1, 40])
+def test_headers_over_the_size_limit_get_431(bounded_service: tuple[str, int], pieces: int) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\n"
+    step = len(request) // pieces + 1
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        with contextlib.suppress(OSError):  # the server may close before the last piece
+            for start in range(0, len(request), step):
+                sock.sendall(request[start : start + step])
+        head, body = answer_of(read_until_closed(sock))
+    assert head.startswith(b"HTTP/1.1 431 ") and b'"code": "headers_too_large"' in body
+
+
+def test_headers_under_the_limit_are_served(bounded_service: tuple[str, int]) -> None:
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 8_000 + b"\r\n\r\n"
+        )
+        head, _ = answer_of(sock.recv(65536))
+    assert head.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_slowloris_of_300_connections_leaves_health_and_predict_serving(
+    bounded_service: tuple[str, int],
+) -> None:
+    import httpx
+
+    from tests.conftest import poster_bytes
+
+    host, port = bounded_service
+    attackers = []
+    for _ in range(300):
+        sock = socket.create_connection(bounded_service, timeout=5)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        attackers.append(sock)
+    latencies = []
+    try:
+        with httpx.Client(base_url=f"http://{host}:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                for sock in attackers:  # a trickle of header bytes, never the end of them
+                    with contextlib.suppress(OSError):
+                        sock.send(b"X-a: b\r\n")
+                started = time.monotonic()
+                assert client.get("/health").status_code == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.05)
+            files = {"file": ("p.jpg", poster_bytes())}
+            assert client.post("/predict", files=files).status_code == 200
+        closed = 0
+        for sock in attackers:  # by now the header deadline has cut every one of them off
+            sock.settimeout(5)
+            try:
+                data = sock.recv(65536)
+                closed += data.startswith(b"HTTP/1.1 408") or data == b""
+            except OSError:
+                closed += 1
+        assert closed == 300
+    finally:
+        for sock in attackers:
+            sock.close()
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99) - 1] < 0.5
+
+
+def test_connections_over_the_cap_get_503_at_once(tiny_store: Path) -> None:
+    env = {"POSTER_MAX_CONNECTIONS": "8", "POSTER_HEADER_TIMEOUT_S": "20"}
+    with running_service(tiny_store, env) as service:
+        address = urlparse(service.url)
+        target = (address.hostname or "127.0.0.1", address.port or 80)
+        held = [socket.create_connection(target, timeout=5) for _ in range(8)]
+        try:
+            time.sleep(0.3)
+            with socket.create_connection(target, timeout=5) as extra:
+                head, body = answer_of(read_until_closed(extra, 5))
+            assert head.startswith(b"HTTP/1.1 503 ") and b'"code": "overloaded"' in body
+        finally:
+            for sock in held:
+                sock.close()
