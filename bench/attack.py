@@ -1,0 +1,244 @@
+"""Attack figures: what a hostile client can do to a running service (loopback only, bounded).
+
+    .venv/bin/python -m bench.attack          # writes the "Attacks" section of bench/SURVIVAL.md
+
+Starts `python -m app` with the shipped model and an API key, then, one after another:
+1. a slowloris: 300 connections trickling header bytes for 20 s;
+2. anonymous uploads: 30 clients announcing 63.9 MiB to /predict/batch without a key;
+3. decode amplification: small files that decode large (16-bit, RGBA and palette 4000x4000
+   PNGs, a progressive 16 MP JPEG, a 16,000,000x1 strip), one at a time;
+while polling /health from its own thread. Prints and records /health latency, the server's RSS
+and what each attacker got. Run it while nothing else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from bench.run import ROOT, RssSampler, load_posters, machine, rss_mb
+from tests.service_process import free_port
+
+KEY = "attack-bench-key-0123456789"
+SECTION = "## Attacks"
+
+
+@contextmanager
+def service() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {**os.environ, "POSTER_HOST": "127.0.0.1", "POSTER_PORT": str(port)}
+    env.update(POSTER_API_KEY=KEY, POSTER_LOG_LEVEL="WARNING", POSTER_DRAIN_DELAY_S="0")
+    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(360):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@contextmanager
+def health_poller(url: str) -> Iterator[list[float]]:
+    """Polls /health every 50 ms from its own thread; yields the latencies (failures as inf)."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = client.get(f"{url}/health").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started if ok else float("inf"))
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        done.set()
+        thread.join()
+
+
+def percentiles(latencies: list[float]) -> str:
+    if not latencies:
+        return "no polls"
+    failed = sum(1 for x in latencies if x == float("inf"))
+    ok = [x for x in latencies if x != float("inf")]
+    p50, p99 = (np.percentile(ok, q) * 1000 for q in (50, 99)) if ok else (float("nan"),) * 2
+    return f"{len(latencies)} polls, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {failed} failed"
+
+
+def ended(sock: socket.socket) -> str:
+    sock.settimeout(0.5)
+    try:
+        data = sock.recv(64)
+    except OSError:
+        return "reset"
+    if not data:
+        return "closed"
+    return data[:12].decode(errors="replace").replace("HTTP/1.1 ", "")
+
+
+def slowloris(url: str, port: int, seconds: float = 20.0) -> dict[str, object]:
+    attackers = []
+    for _ in range(300):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        attackers.append(sock)
+    posters, _ = load_posters(limit=5)
+    predicted = []
+    with health_poller(url) as latencies:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for sock in attackers:
+                with contextlib.suppress(OSError):
+                    sock.send(b"X-a: b\r\n")
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.post(
+                    f"{url}/predict",
+                    files={"file": ("p.jpg", posters[0])},
+                    headers={"X-API-Key": KEY},
+                    timeout=10,
+                )
+                predicted.append(answer.status_code)
+            time.sleep(0.5)
+    outcomes = Counter(ended(sock) for sock in attackers)
+    for sock in attackers:
+        sock.close()
+    return {"health": percentiles(latencies), "predict": Counter(predicted), "attackers": outcomes}
+
+
+def anonymous_uploads(url: str, port: int, pid: int) -> dict[str, object]:
+    before = rss_mb(pid)
+    results: list[str] = []
+    started = time.monotonic()
+    with RssSampler(pid) as sampler, health_poller(url) as latencies:
+        socks = []
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(
+                b"POST /predict/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 67003187\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n" + b"x" * 65536
+            )
+            socks.append(sock)
+        for sock in socks:
+            sock.settimeout(10)
+            try:
+                results.append(sock.recv(64)[:12].decode(errors="replace"))
+            except OSError as exc:
+                results.append(type(exc).__name__)
+            sock.close()
+    return {
+        "answers": Counter(results),
+        "seconds": time.monotonic() - started,
+        "rss_growth_mb": sampler.peak - before,
+        "health": percentiles(latencies),
+    }
+
+
+def amplification_files() -> dict[str, bytes]:
+    def png(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return buffer.getvalue()
+
+    levels = (np.arange(4000 * 4000, dtype=np.uint32) % 65536).astype(np.uint16).reshape(4000, 4000)
+    jpeg = io.BytesIO()
+    Image.effect_noise((4000, 4000), 40).convert("RGB").save(jpeg, "JPEG", progressive=True)
+    palette = Image.new("P", (4000, 4000), 1)
+    return {
+        "16-bit 4000x4000 PNG": png(Image.fromarray(levels)),
+        "RGBA 4000x4000 PNG": png(Image.new("RGBA", (4000, 4000), (10, 20, 30, 128))),
+        "palette+transparency 4000x4000 PNG": png(palette, transparency=0),
+        "progressive 16 MP JPEG": jpeg.getvalue(),
+        "16,000,000x1 PNG": png(Image.new("RGB", (16_000_000, 1), (200, 10, 10))),
+    }
+
+
+def amplification(url: str, pid: int) -> list[tuple[str, int, int, float, float]]:
+    rows = []
+    with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as client:
+        for name, data in amplification_files().items():
+            time.sleep(1.0)  # let the allocator settle
+            before = rss_mb(pid)
+            with RssSampler(pid) as sampler:
+                started = time.perf_counter()
+                status = client.post(f"{url}/predict", files={"file": ("f", data)}).status_code
+                elapsed = time.perf_counter() - started
+            rows.append((name, len(data), status, sampler.peak - before, elapsed))
+    return rows
+
+
+def report(result: dict[str, Any], rows: list[tuple[str, int, int, float, float]]) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"Generated by `python -m bench.attack` on {machine()}, nothing else running; the shipped "
+        "model, an API key configured, default limits.",
+        "",
+        f"- **Slowloris**, 300 connections trickling header bytes for 20 s: `/health` "
+        f"{result['slowloris']['health']}; real `/predict` requests (with the key) answered "
+        f"{dict(result['slowloris']['predict'])}; the attackers' connections ended as "
+        f"{dict(result['slowloris']['attackers'])}.",
+        f"- **Anonymous uploads**, 30 clients announcing 63.9 MiB to `/predict/batch` without a "
+        f"key: answers {dict(result['anonymous']['answers'])} within "
+        f"{result['anonymous']['seconds']:.1f} s, server RSS +"
+        f"{result['anonymous']['rss_growth_mb']:.0f} MB, `/health` "
+        f"{result['anonymous']['health']}.",
+        "- **Decode amplification**, one file at a time (peak RSS growth of the server):",
+        "",
+        "| file | size | status | peak RSS growth | time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, size, status, growth, elapsed in rows:
+        lines.append(
+            f"| {name} | {size / 1024:.0f} KiB | {status} | +{growth:.0f} MB | {elapsed:.2f} s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    result: dict[str, Any] = {}
+    with service() as (url, process):
+        port = int(url.rsplit(":", 1)[1])
+        result["slowloris"] = slowloris(url, port)
+        print("slowloris", result["slowloris"], flush=True)
+        result["anonymous"] = anonymous_uploads(url, port, process.pid)
+        print("anonymous", result["anonymous"], flush=True)
+        rows = amplification(url, process.pid)
+        for row in rows:
+            print("amplification", row, flush=True)
+    text = report(result, rows)
+    path = ROOT / "bench" / "SURVIVAL.md"
+    existing = path.read_text() if path.exists() else "# Survival figures\n"
+    kept = existing.split(SECTION)[0].rstrip() + "\n\n"
+    path.write_text(kept + text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
