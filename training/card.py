@@ -115,7 +115,13 @@ def _calibration_notes(m: dict[str, Any]) -> list[str]:
         f"**Calibration.** {calibration['method']}. Expected calibration error (15 bins, every "
         f"poster-genre pair): validation, 5-fold cross-validated, {cv['uncalibrated']:.4f} "
         f"uncalibrated vs {cv['platt']:.4f} with Platt scaling; test {calibration['test_ece']:.4f} "
-        f"as shipped. Reliability plot: `{RELIABILITY_FILE}` beside the model.",
+        f"as shipped"
+        + "".join(
+            f"; {label} {other['test_ece']:.4f}"
+            for label, other in m.get("compared", {}).items()
+            if other.get("test_ece") is not None
+        )
+        + f". Reliability plot: `{RELIABILITY_FILE}` beside the model.",
     ]
 
 
