@@ -121,13 +121,17 @@ def _calibration_notes(m: dict[str, Any]) -> list[str]:
             for label, other in m.get("compared", {}).items()
             if other.get("test_ece") is not None
         )
-        + f". Reliability plot: `{RELIABILITY_FILE}` beside the model.",
+        + f". Reliability plot (`{RELIABILITY_FILE}` beside the model):",
+        "",
+        f"![Observed frequency against predicted probability, test split]"
+        f"({m['_folder']}/{RELIABILITY_FILE})",
     ]
 
 
 def model_card(model_dir: Path) -> str:
     """Markdown for the README: what the model is, what it saw, how good it is, how to remake it."""
     m = read_metadata(model_dir / METADATA_FILE).model_dump()
+    m["_folder"] = model_dir.as_posix().rstrip("/")  # for the figures' links in the README
     data, split, training = m["data"], m["split"], m["training"]
     sizes = {name: len(ids) for name, ids in split["ids"].items()}
     test = m["metrics"]["test"]
