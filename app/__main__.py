@@ -12,6 +12,7 @@ POSTER_SHUTDOWN_GRACE_S, and the process exits.
 
 from __future__ import annotations
 
+import math
 import socket
 import sys
 import threading
@@ -101,12 +102,13 @@ def serve(settings: Settings) -> int:
         http=guarded_protocol(
             header_timeout_s=settings.header_timeout_s,
             body_idle_timeout_s=settings.body_idle_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
             max_connections=settings.max_connections,
             max_header_bytes=settings.max_header_bytes,
         ),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         backlog=settings.max_connections,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         log_level=settings.log_level.lower(),
         access_log=False,  # our middleware logs one structured line per request
     )

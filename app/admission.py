@@ -23,6 +23,13 @@ from poster_genres.errors import PosterGenresError
 GUARDED_PATHS = ("/predict", "/predict/batch")
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the root path a proxy prefix adds (--root-path)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
 def offered_key(headers: Headers) -> str | None:
     """The key a client sent, as `X-API-Key` or `Authorization: Bearer`."""
     key = headers.get("x-api-key")
@@ -70,7 +77,7 @@ class AdmissionMiddleware:
         guarded = (
             scope["type"] == "http"
             and scope.get("method") == "POST"
-            and scope.get("path") in GUARDED_PATHS
+            and route_path(scope) in GUARDED_PATHS
         )
         refusal = self._refusal(scope) if guarded else None
         if refusal is None:

@@ -7,7 +7,7 @@ throughput here) and this subclass of its protocol, which adds:
 
 - a deadline for the request line and headers, counted from their first byte: a client that
   sends headers slowly (slowloris) is answered 408 and disconnected;
-- an idle deadline while a body is being received: 408 and disconnected;
+- while a body is being received, an idle deadline and a total one: 408 and disconnected;
 - a cap on open connections: one over it is answered 503 and closed at once;
 - h11's limit on the size of the request line plus headers (431 when over).
 
@@ -32,6 +32,10 @@ _REASONS = {
 }
 
 
+HEADERS_MESSAGE = "The request headers took too long to arrive."
+BODY_MESSAGE = "The request body stopped arriving or took too long."
+
+
 def raw_error(status: int, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 response in the JSON error shape, closing the connection."""
     body = json.dumps({"error": {"code": code, "message": message, "request_id": ""}}).encode()
@@ -49,12 +53,15 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout_s: ClassVar[float] = 10.0
     body_idle_timeout_s: ClassVar[float] = 30.0
+    body_timeout_s: ClassVar[float] = 120.0
     max_connections: ClassVar[int] = 1024
     max_header_bytes: ClassVar[int] = 16 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._phase: str | None = None  # "headers" or "body" while a deadline runs
+        self._body_ends_at = 0.0
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
@@ -66,7 +73,7 @@ class GuardedH11Protocol(H11Protocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._arm(self.header_timeout_s, "The request headers took too long to arrive.")
+        self._start_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -74,23 +81,42 @@ class GuardedH11Protocol(H11Protocol):
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and self._headers_too_large(data):
-            self._refuse(431, "headers_too_large", "The request headers are too large.")
-            return
+        if self.conn.their_state is h11.IDLE:
+            if self._headers_too_large(data):
+                self._refuse(431, "headers_too_large", "The request headers are too large.")
+                return
+            if self._phase != "headers":  # the first bytes of a request on a kept-alive connection
+                self._start_headers()
         super().data_received(data)
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            # Headers are in; from now on only silence counts against the client.
-            self._arm(self.body_idle_timeout_s, "The request body stopped arriving.")
-        elif state is h11.IDLE and self._deadline is None:
-            # The first bytes of a new request on a kept-alive connection.
-            self._arm(self.header_timeout_s, "The request headers took too long to arrive.")
-        elif state is not h11.IDLE:
-            self._disarm()
+        self._follow(data_arrived=True)
 
     def on_response_complete(self) -> None:
-        self._disarm()
-        super().on_response_complete()
+        super().on_response_complete()  # may start parsing a pipelined request
+        self._follow(data_arrived=False)
+
+    def _follow(self, *, data_arrived: bool) -> None:
+        """Keep the one deadline in step with where the client is in its request."""
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            if self._phase != "body":
+                self._phase = "body"
+                self._body_ends_at = self.loop.time() + self.body_timeout_s
+            if data_arrived or self._deadline is None:
+                # Silence counts, and so does the whole body's time: whichever ends first.
+                left = self._body_ends_at - self.loop.time()
+                self._arm(min(self.body_idle_timeout_s, max(left, 0.0)), BODY_MESSAGE)
+        elif state is h11.IDLE:
+            buffered, _ = self.conn.trailing_data
+            if buffered and self._phase != "headers":
+                self._start_headers()  # a pipelined request, partly here
+            elif not buffered and not data_arrived:
+                self._disarm()  # idle between requests: uvicorn's keep-alive timer applies
+        else:
+            self._disarm()
+
+    def _start_headers(self) -> None:
+        self._arm(self.header_timeout_s, HEADERS_MESSAGE)
+        self._phase = "headers"
 
     def _headers_too_large(self, data: bytes) -> bool:
         """Whether the request line + headers run past the limit, however the bytes were split
@@ -109,19 +135,21 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
     def _arm(self, seconds: float, message: str) -> None:
-        self._disarm()
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._deadline = self.loop.call_later(seconds, self._expire, message)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._phase = None
 
     def _expire(self, message: str) -> None:
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no answer begun yet
             self.transport.write(raw_error(408, "request_timeout", message))
         self.transport.close()
 
@@ -130,6 +158,7 @@ def guarded_protocol(
     *,
     header_timeout_s: float,
     body_idle_timeout_s: float,
+    body_timeout_s: float,
     max_connections: int,
     max_header_bytes: int,
 ) -> type[GuardedH11Protocol]:
@@ -141,6 +170,7 @@ def guarded_protocol(
         {
             "header_timeout_s": header_timeout_s,
             "body_idle_timeout_s": body_idle_timeout_s,
+            "body_timeout_s": body_timeout_s,
             "max_connections": max_connections,
             "max_header_bytes": max_header_bytes,
         },

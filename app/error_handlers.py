@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.errors import (
     ClientDisconnected,
@@ -148,8 +149,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    # The client left mid-upload: nobody will read this answer, and it is not our fault (499).
+    return domain_error_response(
+        ClientDisconnected("The client went away."), request_id_of(request)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers so routes raise domain errors instead of building responses."""
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(PosterGenresError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

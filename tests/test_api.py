@@ -469,3 +469,25 @@ def test_readiness_fails_when_the_batch_worker_has_died(tiny_store: Path) -> Non
         assert ready.status_code == 503 and ready.json()["status"] == "failed"
         assert_error(predict(hurt), 503, "unavailable")
         assert hurt.get("/health/live").status_code == 200
+
+
+def test_the_key_is_checked_behind_a_path_prefix_too(tiny_store: Path) -> None:
+    app = create_app(make_settings(tiny_store, api_key="s3cret-of-16-chars"))
+    with TestClient(app, root_path="/api") as prefixed:
+        response = prefixed.post("/api/predict", files={"file": ("p.jpg", POSTER)})
+        assert_error(response, 401, "unauthorized")
+
+
+def test_a_client_that_leaves_mid_upload_is_a_499_not_a_500() -> None:
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from app.error_handlers import _client_disconnect
+
+    class FakeRequest:
+        state = type("State", (), {"request_id": "r1"})()
+
+    response = asyncio.run(_client_disconnect(FakeRequest(), ClientDisconnect()))  # type: ignore[arg-type]  # only .state is read
+    assert response.status_code == 499
+    assert b'"client_disconnected"' in response.body

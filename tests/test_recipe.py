@@ -101,5 +101,5 @@ def test_train_help_shows_each_flag_and_default_without_tensorflow() -> None:
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "--arch {seed,compact,lite0}" in text and "(default: lite0)" in text
-    assert "training epochs (default: seed 10, compact 24, lite0 15)" in text
+    assert "training epochs (default: seed 10, compact 24, lite0 10)" in text
     assert "(default: None)" not in text

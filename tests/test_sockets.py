@@ -140,6 +140,52 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(
     assert head.startswith(b"HTTP/1.1 408 ") and b"stopped arriving" in body
 
 
+def test_a_body_trickled_byte_by_byte_is_cut_off_by_the_total_deadline(tiny_store: Path) -> None:
+    env = {"POSTER_BODY_IDLE_TIMEOUT_S": "1", "POSTER_BODY_TIMEOUT_S": "2.5"}
+    with running_service(tiny_store, env) as service:
+        address = urlparse(service.url)
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /health/live HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n\r\n"
+            )
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                while time.monotonic() - started < 8:  # one byte every 0.5 s: never idle for 1 s
+                    sock.send(b"x")
+                    time.sleep(0.5)
+            answer = read_until_closed(sock)
+        assert time.monotonic() - started < 5
+    head, _ = answer_of(answer)
+    assert b" 405 " in head.split(b"\r\n")[0] or head.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_stall_after_a_pipelined_request_still_meets_the_body_deadline(
+    bounded_service: tuple[str, int],
+) -> None:
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(
+            b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + b"\xff" * 100
+        )
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+    assert time.monotonic() - started < 5
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in answer
+
+
+def test_a_stall_on_a_kept_alive_connection_gets_a_408(bounded_service: tuple[str, int]) -> None:
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+        first = b""
+        while b'"alive"}' not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        head, body = answer_of(read_until_closed(sock))
+    assert head.startswith(b"HTTP/1.1 408 ") and b"headers took too long" in body
+
+
 @pytest.mark.parametrize("pieces", [1, 40])
 def test_headers_over_the_size_limit_get_431(bounded_service: tuple[str, int], pieces: int) -> None:
     request = b"GET /health HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\n"

@@ -33,9 +33,10 @@ RECIPES: dict[str, Recipe] = {
     "compact": Recipe(epochs=24, batch_size=32, learning_rate=2e-3, patience=5),
     # v2: every block fine-tuned from the start, AdamW on a one-cycle schedule peaking at 2e-3 for
     # the head and 1e-4 (x0.05) for the backbone, flip + reflected shifts, 240 px inside the model,
-    # then a refit on train + validation for the same epochs.
+    # then a refit on train + validation for the same epochs. 10 epochs: a 15-epoch run's
+    # validation mAP peaked at epoch 8 (0.289) and ended at 0.284; 10 ended at 0.292.
     "lite0": Recipe(
-        epochs=15,
+        epochs=10,
         batch_size=32,
         learning_rate=2e-3,
         weight_decay=1e-2,

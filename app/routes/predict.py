@@ -66,8 +66,9 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
+        if not task.done():  # the client left, or this request itself was cancelled
+            task.cancel()
+    if task.cancelled():
         raise ClientDisconnected("The client went away.")
     return task.result()
 
