@@ -112,10 +112,9 @@ RECIPE_FLAGS: tuple[tuple[str, type, str], ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command != "card":
-        from poster_genres.runtime import import_tensorflow
+    from poster_genres.runtime import import_tensorflow
 
-        import_tensorflow(verbose=args.verbose)
+    import_tensorflow(verbose=args.verbose)  # every subcommand reaches Keras (the card: metadata)
     if args.command == "train":
         chosen = {
             field: getattr(args, field) for field, _, _ in RECIPE_FLAGS if hasattr(args, field)
