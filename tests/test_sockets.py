@@ -16,11 +16,18 @@ from tests.service_process import running_service
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def small_limit_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
-    with running_service(tiny_store, {"POSTER_MAX_UPLOAD_BYTES": "4096"}) as service:
+@contextlib.contextmanager
+def serving(store: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """(host, port) of a real `python -m app` process with these settings."""
+    with running_service(store, env) as service:
         address = urlparse(service.url)
         yield address.hostname or "127.0.0.1", address.port or 80
+
+
+@pytest.fixture(scope="module")
+def small_limit_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
+    with serving(tiny_store, {"POSTER_MAX_UPLOAD_BYTES": "4096"}) as address:
+        yield address
 
 
 def read_until_closed(sock: socket.socket, limit_s: float = 10.0) -> bytes:
@@ -58,9 +65,8 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_the_connection_closed(
 
 @pytest.fixture(scope="module")
 def keyed_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
-    with running_service(tiny_store, {"POSTER_API_KEY": "sixteen-chars-key!"}) as service:
-        address = urlparse(service.url)
-        yield address.hostname or "127.0.0.1", address.port or 80
+    with serving(tiny_store, {"POSTER_API_KEY": "sixteen-chars-key!"}) as address:
+        yield address
 
 
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
@@ -105,9 +111,8 @@ def bounded_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
         "POSTER_BODY_IDLE_TIMEOUT_S": "1.5",
         "POSTER_MAX_CONNECTIONS": "400",
     }
-    with running_service(tiny_store, env) as service:
-        address = urlparse(service.url)
-        yield address.hostname or "127.0.0.1", address.port or 80
+    with serving(tiny_store, env) as address:
+        yield address
 
 
 def answer_of(raw: bytes) -> tuple[bytes, bytes]:
@@ -142,9 +147,8 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(
 
 def test_a_body_trickled_byte_by_byte_is_cut_off_by_the_total_deadline(tiny_store: Path) -> None:
     env = {"POSTER_BODY_IDLE_TIMEOUT_S": "1", "POSTER_BODY_TIMEOUT_S": "2.5"}
-    with running_service(tiny_store, env) as service:
-        address = urlparse(service.url)
-        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+    with serving(tiny_store, env) as address:
+        with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(
                 b"POST /health/live HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n\r\n"
             )
@@ -252,9 +256,7 @@ def test_a_slowloris_of_300_connections_leaves_health_and_predict_serving(
 
 def test_connections_over_the_cap_get_503_at_once(tiny_store: Path) -> None:
     env = {"POSTER_MAX_CONNECTIONS": "8", "POSTER_HEADER_TIMEOUT_S": "20"}
-    with running_service(tiny_store, env) as service:
-        address = urlparse(service.url)
-        target = (address.hostname or "127.0.0.1", address.port or 80)
+    with serving(tiny_store, env) as target:
         held = [socket.create_connection(target, timeout=5) for _ in range(8)]
         try:
             time.sleep(0.3)
