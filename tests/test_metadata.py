@@ -94,3 +94,26 @@ def test_an_unreadable_file_is_a_model_store_error(tmp_path: Path) -> None:
     (tmp_path / "metadata.json").write_text("{not json")
     with pytest.raises(ModelStoreError, match="cannot read"):
         read_metadata(tmp_path / "metadata.json")
+
+
+def test_error_messages_read_as_one_plain_line() -> None:
+    cross_field = valid()
+    cross_field["thresholds"] = cross_field["thresholds"][:-1]
+    with pytest.raises(ModelStoreError) as first:
+        parse_metadata(cross_field, Path("m.json"))
+    assert str(first.value) == "m.json: metadata field thresholds: 3 values for 4 genres"
+    one_field = valid()
+    one_field["decision"] = {"floor": 2}
+    with pytest.raises(ModelStoreError) as second:
+        parse_metadata(one_field, Path("m.json"))
+    assert str(second.value) == (
+        "m.json: metadata field decision.floor: Input should be less than 1"
+    )
+
+
+def test_written_metadata_reads_back_equal(tmp_path: Path) -> None:
+    metadata = parse_metadata(valid(), Path("m.json"))
+    (tmp_path / "metadata.json").write_text(metadata_json(metadata), encoding="utf-8")
+    assert read_metadata(tmp_path / "metadata.json") == metadata
+    with pytest.raises(ModelStoreError, match=str(tmp_path / "missing.json")):
+        read_metadata(tmp_path / "missing.json")
