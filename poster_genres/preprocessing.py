@@ -87,7 +87,7 @@ def _refused_format(data: bytes) -> str | None:
 
 # Modes Image.reduce() averages correctly; others are widened first (palette indices and bilevel
 # pixels cannot be averaged, 16-bit is not supported).
-_REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK")
+_REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "CMYK")
 
 
 def _reducible_mode(image: Image.Image) -> str:
@@ -121,9 +121,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
     if mode.startswith("I;16") or mode == "I":
         # value / 257 rounded, in integers: (v + 128) // 257 never meets an exact .5.
         values = np.asarray(image).astype(np.int64)

@@ -278,3 +278,54 @@ def test_a_large_16_bit_image_keeps_its_levels_through_the_reduction() -> None:
 def test_a_side_over_65535_pixels_is_refused_before_decoding() -> None:
     with pytest.raises(ImageTooLarge, match="no side may be over 65,535 pixels"):
         decode_poster(png_header_only(70_000, 10))
+
+
+NOT_AN_IMAGE = "The file is not a readable JPEG, PNG, WebP or GIF image."
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"", EmptyFile, "The uploaded file is empty."),
+        (b"<html></html>", InvalidImage, NOT_AN_IMAGE),
+        # PPM: an image format Pillow knows but the service never decodes.
+        (b"P6\n1 1\n255\n\x00\x00\x00", InvalidImage, NOT_AN_IMAGE),
+        (
+            poster_bytes(fmt="BMP"),
+            UnsupportedFormat,
+            "BMP images are not supported; send JPEG, PNG, WebP or GIF.",
+        ),
+        (
+            poster_bytes(size=(300, 400), fmt="PNG")[:-300],
+            InvalidImage,
+            "The image is corrupt or truncated and cannot be decoded.",
+        ),
+    ],
+)
+def test_each_refusal_says_exactly_what_went_wrong(
+    data: bytes, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as refused:
+        decode_poster(data)
+    assert refused.value.message == message  # type: ignore[attr-defined]  # our errors have one
+
+
+@pytest.mark.parametrize("transparent", [True, False])
+def test_a_large_palette_image_is_widened_before_it_is_reduced(transparent: bool) -> None:
+    palette = Image.new("P", (1700, 1700), 1)
+    palette.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 254)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", **({"transparency": 1} if transparent else {}))
+    decoded = decode_poster(buffer.getvalue())
+    assert decoded.image.mode == "RGB" and decoded.image.size == (850, 850)
+    expected = (255, 255, 255) if transparent else (200, 30, 30)  # over white / the colour
+    assert decoded.image.getpixel((10, 10)) == expected
+
+
+def test_a_large_bilevel_image_is_reduced_as_greys() -> None:
+    checker = Image.fromarray((np.indices((1700, 1700)).sum(axis=0) % 2 * 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    checker.convert("1").save(buffer, format="PNG")
+    decoded = decode_poster(buffer.getvalue())
+    assert decoded.image.size == (850, 850)
+    np.testing.assert_allclose(np.asarray(decoded.image), 127.5, atol=1)  # 2x2 black and white

@@ -117,3 +117,10 @@ def test_written_metadata_reads_back_equal(tmp_path: Path) -> None:
     assert read_metadata(tmp_path / "metadata.json") == metadata
     with pytest.raises(ModelStoreError, match=str(tmp_path / "missing.json")):
         read_metadata(tmp_path / "missing.json")
+
+
+def test_the_file_is_sorted_one_space_indented_json() -> None:
+    text = metadata_json(parse_metadata(valid(), Path("m.json")))
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=1, sort_keys=True) + "\n"
+    assert list(data) == sorted(data)

@@ -164,6 +164,7 @@ def test_score_pins_every_figure_and_the_per_genre_rows() -> None:
     assert result["macro_F1"] == pytest.approx(np.mean([r["F1"] for r in result["per_genre"]]))
     top3 = np.argsort(-scores, axis=1, kind="stable")[:, :3]
     assert result["precision_at_3"] == pytest.approx(np.take_along_axis(truth, top3, axis=1).mean())
+    assert result["n_images"] == 30
     assert metrics.summary(result) == {k: result[k] for k in (*metrics.SUMMARY_KEYS, "n_images")}
 
 
@@ -200,4 +201,18 @@ def test_the_table_puts_the_model_beside_the_prior() -> None:
         "0.50",
     ]
     assert lines[-7].split() == ["mAP", f"{model['mAP']:.4f}", f"{prior['mAP']:.4f}"]
+    assert lines[-9] == "" and lines[-8] == f"{'':<12} {'model':>8} {'prior':>8}"
     assert [line.split()[0] for line in lines[-7:]] == list(metrics.SUMMARY_KEYS)
+
+
+def test_set_scores_of_nothing_predicted_and_of_no_posters() -> None:
+    truth = np.array([[1, 0], [0, 1]], dtype=bool)
+    none = metrics.set_scores(truth, np.zeros((2, 2), dtype=bool))
+    assert none == {
+        "precision": 0.0, "recall": 0.0, "micro_F1": 0.0, "macro_F1": 0.0, "mean_predicted": 0.0
+    }  # fmt: skip
+    empty = metrics.set_scores(np.zeros((0, 2), dtype=bool), np.zeros((0, 2), dtype=bool))
+    assert empty["mean_predicted"] == 0.0 and empty["macro_F1"] == 0.0
+    rule = DecisionRule.build(["a", "b"], [0.9, 0.9], [False, False])
+    figures = metrics.decision_scores(truth, np.array([[0.5, 0.5], [0.5, 0.5]]), rule)
+    assert np.isnan(figures["min_predicted_probability"]) and figures["empty_share"] == 1.0
