@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -182,3 +183,74 @@ def test_a_dead_worker_fails_waiting_and_new_requests_at_once() -> None:
         await batcher.stop()
 
     run(scenario())
+
+
+def test_refusals_say_what_happened_and_the_worker_has_its_names() -> None:
+    from app.errors import ServiceUnavailable
+
+    names: list[str] = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        names.append(threading.current_thread().name)
+        return batch[:, :1]
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=2)
+        with pytest.raises(DeadlineExceeded) as late:
+            await batcher.submit(image(1), 0.05)  # no worker yet: nobody answers
+        assert late.value.message == "No answer from the model in time; retry."
+        waiting = asyncio.ensure_future(batcher.submit(image(3), 5))  # the second place
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as full:
+            await batcher.submit(image(2), 5)
+        assert full.value.message == "Too many images are waiting for the model; retry shortly."
+        await batcher.stop()
+        with pytest.raises(ServiceUnavailable) as stopped:
+            await waiting
+        assert stopped.value.message == "The service is shutting down."
+
+        running = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=4)
+        running.start()
+        assert running._worker is not None and running._worker.get_name() == "micro-batcher"
+        assert float((await running.submit(image(4), 5)).probabilities[0]) == 4.0
+        await running.stop()
+
+    run(scenario())
+    assert names and all(name.startswith("inference") for name in names)
+
+
+def test_a_worker_that_returns_is_a_failure_with_its_reason() -> None:
+    from app.errors import ServiceUnavailable
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(RecordingModel(), max_batch=1, max_wait_s=0, max_queue=4)
+
+        async def returns() -> None:
+            return None
+
+        batcher._run = returns  # type: ignore[method-assign]  # inject the fault
+        batcher.start()
+        await asyncio.sleep(0.05)
+        assert str(batcher.failure) == "the batch worker returned"
+        with pytest.raises(ServiceUnavailable) as refused:
+            await batcher.submit(image(1), 5)
+        assert refused.value.message == "The model worker stopped; retry on another replica."
+        await batcher.stop()
+
+    run(scenario())
+
+
+def test_a_second_image_within_the_wait_joins_the_first() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.3, max_queue=8)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(image(1), 5))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(batcher.submit(image(2), 5))
+        await asyncio.gather(first, second)
+        await batcher.stop()
+
+    run(scenario())
+    assert model.batches == [[1.0, 2.0]]

@@ -329,3 +329,38 @@ def test_a_large_bilevel_image_is_reduced_as_greys() -> None:
     decoded = decode_poster(buffer.getvalue())
     assert decoded.image.size == (850, 850)
     np.testing.assert_allclose(np.asarray(decoded.image), 127.5, atol=1)  # 2x2 black and white
+
+
+# The first bytes of each format the service refuses, written out (not read from the code).
+REFUSED_HEADERS = [
+    (b"II*\x00\x08\x00\x00\x00", "TIFF"),
+    (b"MM\x00*\x00\x00\x00\x08", "TIFF"),
+    (b"BM6\x00\x00\x00\x00\x00", "BMP"),
+    (b"8BPS\x00\x01\x00\x00", "PSD"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0", "EPS"),
+    (b"\xc5\xd0\xd3\xc6\x1e\x00\x00\x00", "EPS"),
+    (b"\x00\x00\x01\x00\x01\x00\x10\x10", "ICO"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"),
+    (b"\xffO\xffQ\x00/\x00\x00", "JPEG2000"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "HEIF"),
+    (b"\x00\x00\x00\x18ftypheix\x00\x00\x00\x00", "HEIF"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00", "HEIF"),
+    (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00", "AVIF"),
+    (b"qoif\x00\x00\x00\x10\x00\x00\x00\x10\x03\x00", "QOI"),
+]
+
+
+@pytest.mark.parametrize(("header", "name"), REFUSED_HEADERS)
+def test_every_refused_format_is_named_from_its_first_bytes(header: bytes, name: str) -> None:
+    with pytest.raises(UnsupportedFormat) as refused:
+        decode_poster(header + b"\x00" * 64)
+    assert refused.value.message == f"{name} images are not supported; send JPEG, PNG, WebP or GIF."
+
+
+@pytest.mark.parametrize(
+    "near_miss",
+    [b"B", b"II*", b"qoi", b"\x00\x00\x00\x18ftyphei", b"\x00\x00\x00ftypheic\x00"],
+)
+def test_a_near_miss_of_a_signature_is_not_taken_for_that_format(near_miss: bytes) -> None:
+    with pytest.raises(InvalidImage):
+        decode_poster(near_miss)
