@@ -162,8 +162,6 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
         raise ImageTooLarge(
             f"The image is {width}x{height}; no side may be over {MAX_SIDE:,} pixels."
         )
-    if width < 1 or height < 1:
-        raise InvalidImage("The image has no pixels.")
     # An MPO (a camera's multi-picture JPEG) is a JPEG whose first picture is the poster.
     fmt = "JPEG" if image.format == "MPO" else image.format or "UNKNOWN"
     try:

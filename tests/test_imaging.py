@@ -364,3 +364,19 @@ def test_every_refused_format_is_named_from_its_first_bytes(header: bytes, name:
 def test_a_near_miss_of_a_signature_is_not_taken_for_that_format(near_miss: bytes) -> None:
     with pytest.raises(InvalidImage):
         decode_poster(near_miss)
+
+
+def test_16_bit_levels_round_to_the_nearest_8_bit_level_at_the_boundaries() -> None:
+    levels = np.array([0, 128, 129, 385, 386, 257 * 100 + 128, 257 * 100 + 129, 65535])
+    image = Image.fromarray(np.tile(levels.astype(np.uint16), (4, 1)))
+    assert image.mode.startswith("I;16")
+    from poster_genres.preprocessing import _to_rgb
+
+    got = np.asarray(_to_rgb(image))[0, :, 0]
+    np.testing.assert_array_equal(got, [0, 0, 1, 1, 2, 100, 101, 255])  # value / 257, rounded
+
+
+def test_grey_with_alpha_is_composited_over_white_too() -> None:
+    buffer = io.BytesIO()
+    Image.new("LA", (20, 30), (0, 128)).save(buffer, format="PNG")
+    np.testing.assert_allclose(np.asarray(decode_poster(buffer.getvalue()).image), 127, atol=1)
