@@ -1,7 +1,8 @@
 """The micro-batcher: a bounded queue in front of one inference thread.
 
-Requests enqueue one image each; a single worker gathers up to `max_batch` of them (waiting at most
-`max_wait_s` for company), runs the model off the event loop, and hands each request its row. A full
+Requests enqueue one image each; a single worker gathers up to `max_batch` of them, runs the model off
+the event loop, and hands each request its row. It waits for company (at most `max_wait_s`) only while
+more images are on their way (`incoming()`, e.g. being decoded): an image alone is run at once. A full
 queue answers 503 at once; an image that waited past its deadline, or whose client left, is dropped
 before it costs a model call.
 """
@@ -52,6 +53,7 @@ class MicroBatcher:
         max_queue: int,
         sizes: tuple[int, ...] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        incoming: Callable[[], int] = lambda: 0,
     ) -> None:
         self._infer = infer
         self.max_batch = max_batch
@@ -64,6 +66,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._on_batch = on_batch
+        self._incoming = incoming
 
     @property
     def depth(self) -> int:
@@ -127,15 +130,15 @@ class MicroBatcher:
             jobs.append(await self._queue.get())
         give_up_at = time.monotonic() + self.max_wait_s
         while len(jobs) < self.max_batch:
+            if not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+                continue
             remaining = give_up_at - time.monotonic()
-            if remaining <= 0 and self._queue.empty():
+            # Waiting costs every queued image its latency: only worth it if company is coming.
+            if remaining <= 0 or self._incoming() <= 0:
                 break
             try:
-                jobs.append(
-                    self._queue.get_nowait()
-                    if not self._queue.empty()
-                    else await asyncio.wait_for(self._queue.get(), remaining)
-                )
+                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
         return jobs

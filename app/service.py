@@ -21,7 +21,7 @@ from app.metrics import ServiceMetrics
 from app.schemas import GenreInfo, GenreScore, ImageInfo, Prediction, Timings
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision
-from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_input
+from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
 # Probabilities and thresholds in responses: more digits would only be noise.
@@ -51,6 +51,7 @@ class PredictionService:
             max_queue=settings.max_queue,
             sizes=classifier.buckets,
             on_batch=metrics.batch_size.observe,
+            incoming=lambda: self._admitted,
         )
         metrics.track_queue(lambda: self.batcher.depth)
 
@@ -124,7 +125,7 @@ class PredictionService:
                 lambda: decode_poster(data, max_pixels=self.settings.max_image_pixels),
             )
             t1 = time.perf_counter()
-            model_input = await loop.run_in_executor(self._decoder, to_model_input, decoded.image)
+            model_input = await loop.run_in_executor(self._decoder, to_model_pixels, decoded.image)
             t2 = time.perf_counter()
         return decoded, model_input, t1 - t0, t2 - t1
 

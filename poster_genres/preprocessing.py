@@ -1,7 +1,9 @@
 """The single "bytes of a poster -> model input" implementation, shared by training and serving.
 
 `poster_to_input` is the contract. `decode_poster` and `to_model_input` are its two stages, exposed so
-the service can time them separately; composing them is exactly `poster_to_input`.
+the service can time them separately; composing them is exactly `poster_to_input`. `to_model_input`
+is itself `pixels_to_input(to_model_pixels(...))`: the service keeps the 8-bit pixels (a quarter of
+the memory) until the model, which applies the same scaling in its compiled call (bit-identical, tested).
 
 How user uploads are normalised (pinned by tests):
 - The format is judged by the bytes, never by a file name or Content-Type. JPEG, PNG, WebP and GIF are
@@ -176,10 +178,20 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
     return DecodedPoster(image=rgb, format=fmt, width=width, height=height)
 
 
+def to_model_pixels(image: Image.Image) -> np.ndarray:
+    """Resize an RGB image to the model's input size: uint8 (400, 400, 3)."""
+    resized = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def pixels_to_input(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels (any leading shape) -> float32 in [0, 1]: value / 255, correctly rounded."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
 def to_model_input(image: Image.Image) -> np.ndarray:
     """Resize an RGB image to the model's input: float32 (400, 400, 3) in [0, 1]."""
-    resized = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    return pixels_to_input(to_model_pixels(image))
 
 
 def poster_to_input(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import PosterGenresError
-from poster_genres.preprocessing import decode_poster, to_model_input
+from poster_genres.preprocessing import decode_poster, to_model_pixels
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _chunks(items: list[tuple[str, Path]], size: int) -> Iterator[list[tuple[str
 
 
 def _read(path: Path) -> np.ndarray:
-    return to_model_input(decode_poster(path.read_bytes()).image)
+    return to_model_pixels(decode_poster(path.read_bytes()).image)
 
 
 def score_posters(

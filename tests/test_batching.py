@@ -240,11 +240,13 @@ def test_a_worker_that_returns_is_a_failure_with_its_reason() -> None:
     run(scenario())
 
 
-def test_a_second_image_within_the_wait_joins_the_first() -> None:
+def test_a_second_image_within_the_wait_joins_the_first_when_it_was_announced() -> None:
     model = RecordingModel()
 
     async def scenario() -> None:
-        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.3, max_queue=8)
+        batcher = MicroBatcher(
+            model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1
+        )
         batcher.start()
         first = asyncio.ensure_future(batcher.submit(image(1), 5))
         await asyncio.sleep(0.05)
@@ -254,3 +256,43 @@ def test_a_second_image_within_the_wait_joins_the_first() -> None:
 
     run(scenario())
     assert model.batches == [[1.0, 2.0]]
+
+
+@pytest.mark.parametrize("incoming", [0, -1])
+def test_an_image_alone_runs_at_once_when_nothing_else_is_on_its_way(incoming: int) -> None:
+    model = RecordingModel()
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            model, max_batch=4, max_wait_s=2.0, max_queue=8, incoming=lambda: incoming
+        )
+        batcher.start()
+        started = time.monotonic()
+        await batcher.submit(image(1), 5)
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        return elapsed
+
+    assert run(scenario()) < 1.0  # not the 2 s wait for company
+    assert model.batches == [[1.0]]
+
+
+
+def test_company_is_awaited_only_while_it_is_announced() -> None:
+    """Two images announced, one arrives: the wait lasts its full length (nothing says the
+    other will not come), then the one that came runs alone."""
+    model = RecordingModel()
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1
+        )
+        batcher.start()
+        started = time.monotonic()
+        await batcher.submit(image(1), 5)
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        return elapsed
+
+    assert run(scenario()) >= 0.29
+    assert model.batches == [[1.0]]
