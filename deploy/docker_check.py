@@ -1,0 +1,150 @@
+"""Run the built image exactly as docker-compose.yml restricts it, and check it serves.
+
+    python deploy/docker_check.py IMAGE MODEL_VERSION
+
+Healthy, then one real poster posted to /predict: its probabilities must equal the tested venv's
+for the same file and model version (`python -m scorer`, same code, same lock); then
+`docker stop` must end it within the compose file's stop grace. Prints the figures; exit 1 on
+any failure. Every container it starts is removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from dockerlib import (
+    PROJECT,
+    compose_service,
+    docker,
+    ready_time,
+    run_flags,
+    seconds,
+    started_time,
+    state,
+    wait_healthy,
+)
+
+DATA = PROJECT.parent / "shared" / "data" / "Multi_Label_dataset"
+TOLERANCE = 1e-5
+DECIMALS = 4  # the service rounds probabilities to 4 decimals
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def a_real_poster() -> Path:
+    with (DATA / "train.csv").open(newline="") as handle:
+        first = next(csv.DictReader(handle))["Id"]
+    return DATA / "Images" / f"{first}.jpg"
+
+
+def predict(port: int, poster: Path) -> dict[str, object]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{poster.name}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + poster.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        result: dict[str, object] = json.loads(answer.read())
+        return result
+
+
+def local_probabilities(poster: Path, version: str) -> dict[str, float]:
+    """The tested venv's answer for the same poster and model version, without a server."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "scored.jsonl"
+        model_dir = PROJECT / "model_store" / "poster-genres" / version
+        command = [sys.executable, "-m", "scorer", "-", "--list", "--out", str(out), "--quiet"]
+        command += ["--batch-size", "1", "--model-dir", str(model_dir)]
+        subprocess.run(
+            command,
+            input=f"{poster}\n",
+            text=True,
+            cwd=PROJECT,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        row = json.loads(out.read_text().splitlines()[0])
+    probabilities: dict[str, float] = row["probabilities"]
+    return probabilities
+
+
+def main() -> int:
+    image, version = sys.argv[1], sys.argv[2]
+    service = compose_service()
+    grace = seconds(service["stop_grace_period"])
+    port = free_port()
+    name = f"poster-genres-check-{uuid.uuid4().hex[:8]}"
+    flags = run_flags(service, host_port=port)
+    print(f"== docker run {' '.join(flags)} {image}")
+    failures: list[str] = []
+    try:
+        docker("run", "--detach", "--name", name, *flags, image)
+        healthy_at = wait_healthy(name, timeout=seconds(service["healthcheck"]["start_period"]))
+        started = started_time(name)
+        ready = ready_time(name)
+        ready_s = f"{ready - started:.1f} s" if ready else "?"
+        print(
+            f"   ready (uvicorn listening) {ready_s} after start, healthy {healthy_at - started:.1f} s"
+        )
+        user = docker("exec", name, "id", "-u")
+        if user == "0":
+            failures.append("the service runs as root")
+        poster = a_real_poster()
+        answer = predict(port, poster)
+        served = {p["genre"]: p["probability"] for p in answer["probabilities"]}  # type: ignore[attr-defined]
+        print(f"   /predict {poster.name}: version {answer['version']}, predicted "
+              f"{[p['genre'] for p in answer['predicted']]}")  # type: ignore[attr-defined]  # fmt: skip
+        if answer["version"] != version:
+            failures.append(f"served version {answer['version']}, expected {version}")
+        local = local_probabilities(poster, version)
+        if list(local) != list(served):
+            failures.append("the image and the venv list different genres")
+        worst = max(abs(round(local[g], DECIMALS) - served[g]) for g in served)
+        print(
+            f"   largest difference from the venv's scorer (both at {DECIMALS} decimals): {worst:.1e}"
+        )
+        if worst > TOLERANCE:
+            failures.append(f"probabilities differ from the venv's by {worst:.2e} > {TOLERANCE}")
+        before = time.monotonic()
+        docker("stop", "--time", str(round(grace)), name, timeout=grace + 30)
+        stop_s = time.monotonic() - before
+        code = state(name)["ExitCode"]
+        print(f"   docker stop: {stop_s:.1f} s (grace {grace:.0f} s), exit code {code}")
+        if code not in (0, 143) or stop_s >= grace:
+            failures.append(f"stop took {stop_s:.1f} s with exit code {code}")
+    except Exception as exc:  # any failure is reported with the container's logs
+        failures.append(str(exc))
+        print(docker("logs", "--tail", "30", name, check=False), file=sys.stderr)
+    finally:
+        docker("rm", "--force", name, check=False)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
