@@ -3,7 +3,7 @@ headers, before a single byte of the body is read.
 
 FastAPI reads a multipart form before it runs a route's dependencies, so a check there would let an
 anonymous client make the server buffer a whole upload first. This ASGI middleware answers a POST to
-the predict routes at once with the JSON error (and `Connection: close`, so the unread body is not
+the predict and explain routes at once with the JSON error (and `Connection: close`, so the unread body is not
 drained) when the API key is missing or wrong, when the service is not ready or is draining, or when
 the queue is already full. The service checks again per image; this is the cheap early refusal.
 """
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
 from poster_genres.errors import PosterGenresError
 
-GUARDED_PATHS = ("/predict", "/predict/batch")
+GUARDED_PATHS = ("/predict", "/predict/batch", "/explain")
 
 
 def route_path(scope: Scope) -> str:
@@ -71,6 +71,8 @@ class AdmissionMiddleware:
             return ServiceUnavailable(f"The service is {health}; retry on another replica.")
         if getattr(service, "saturated", False):
             return Overloaded("Too many images are being processed; retry shortly.")
+        if route_path(scope) == "/explain" and getattr(service, "explanations_full", False):
+            return Overloaded("Too many explanations are in progress; retry shortly.")
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

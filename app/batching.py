@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceUnavailable
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,6 +126,34 @@ class MicroBatcher:
             return await asyncio.wait_for(job.future, max(timeout_s, 0.0))
         except TimeoutError:
             raise DeadlineExceeded("No answer from the model in time; retry.") from None
+
+    async def run_alone(self, work: Callable[[], T], timeout_s: float) -> tuple[T, float, float]:
+        """Run `work` (another use of the model) on the model thread, between two batches and never
+        beside one: two TensorFlow calls at once would only split the cores. Returns its result,
+        the seconds it waited and the seconds it ran."""
+        if self._failure is not None:
+            raise ServiceUnavailable("The model worker stopped; retry on another replica.")
+        submitted = time.monotonic()
+        times: list[float] = []
+
+        def timed() -> T:
+            times.append(time.monotonic())
+            result = work()
+            times.append(time.monotonic())
+            return result
+
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        except RuntimeError:  # the executor was shut down
+            raise ServiceUnavailable("The service is shutting down.") from None
+        try:
+            result = await asyncio.wait_for(future, max(timeout_s, 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded("No answer from the model in time; retry.") from None
+        except Exception as exc:
+            failure = InferenceFailed("The model failed on this request.")
+            raise failure from exc
+        return result, times[0] - submitted, times[1] - times[0]
 
     async def _collect(self) -> list[_Job]:
         jobs, self._carry = self._carry, []

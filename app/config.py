@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond: 503")
     decode_workers: int = Field(2, ge=1, description="images decoded at once")
     request_deadline_s: float = Field(10.0, gt=0, description="queued longer than this: 503")
+    max_explanations: int = Field(
+        2, ge=1, description="/explain requests in progress at once (each takes the model ~25 ms)"
+    )
 
     default_top_k: int = Field(3, ge=1)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

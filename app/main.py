@@ -19,7 +19,7 @@ from app.error_handlers import domain_error_response, error_response, install_er
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.openapi import honest_openapi
-from app.routes import health, info, page, predict
+from app.routes import explain, health, info, page, predict
 from app.security import SecurityHeadersMiddleware
 from app.service import PredictionService
 from poster_genres.artifact import load_version, resolve_version_dir
@@ -102,6 +102,7 @@ def create_app(
     app.openapi = honest_openapi(app, settings.max_batch_files)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     install_error_handlers(app)
     app.include_router(predict.router)
+    app.include_router(explain.router)
     app.include_router(info.router)
     app.include_router(health.router)
     app.include_router(page.router)

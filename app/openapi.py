@@ -1,8 +1,9 @@
 """The OpenAPI schema, told exactly: what FastAPI cannot infer from the route signatures.
 
-/predict takes a multipart form with a required, non-empty `file`, or a raw image body, so its
-signature has an optional file; /predict/batch takes 1 to POSTER_MAX_BATCH_FILES files; `top_k`
-runs from 1 to the served model's genre count. Schema-valid requests are accepted.
+/predict and /explain take a multipart form with a required, non-empty `file`, or a raw image body,
+so their signatures have an optional file; /explain's `genre` is one of the served model's genres;
+/predict/batch takes 1 to POSTER_MAX_BATCH_FILES files; `top_k` runs from 1 to the served model's
+genre count. Schema-valid requests are accepted.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str,
         service = getattr(app.state, "service", None)
         n_genres = len(service.classifier.genres) if service is not None else None
         single = schema["paths"]["/predict"]["post"]
-        single["requestBody"]["required"] = True
-        single["requestBody"]["content"]["multipart/form-data"]["schema"] = {
-            "type": "object",
-            "required": ["file"],
-            "properties": {"file": POSTER_FILE},
-        }
+        explain = schema["paths"]["/explain"]["post"]
+        for operation in (single, explain):
+            operation["requestBody"]["required"] = True
+            operation["requestBody"]["content"]["multipart/form-data"]["schema"] = {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": POSTER_FILE},
+            }
         batch = schema["paths"]["/predict/batch"]["post"]
         batch["requestBody"]["content"]["multipart/form-data"]["schema"] = {
             "type": "object",
@@ -63,8 +66,17 @@ def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str,
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "top_k":
                     parameter["schema"] = _top_k(n_genres)
+        if service is not None:
+            for parameter in explain.get("parameters", []):
+                if parameter["name"] == "genre":
+                    parameter["schema"] = {"type": "string", "enum": service.classifier.genres}
         components = schema.get("components", {}).get("schemas", {})
-        for unused in ("Body_predict_predict_post", "Body_predict_batch_predict_batch_post"):
+        unused_bodies = (
+            "Body_predict_predict_post",
+            "Body_predict_batch_predict_batch_post",
+            "Body_explain_explain_post",
+        )
+        for unused in unused_bodies:
             components.pop(unused, None)
         if n_genres is not None:  # complete only once the model is loaded
             app.openapi_schema = schema

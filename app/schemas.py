@@ -55,6 +55,40 @@ class Prediction(BaseModel):
     batch_size: int = Field(description="images in the model call that served this one")
 
 
+class ExplainTimings(BaseModel):
+    """Milliseconds per stage of an explanation."""
+
+    decode: float
+    preprocess: float
+    queue: float = Field(description="waiting for the model thread")
+    explain: float = Field(description="the model's forward and backward pass")
+    render: float = Field(description="drawing and encoding the overlay")
+    total: float
+
+
+class Explanation(BaseModel):
+    model: str
+    version: str
+    genre: str = Field(description="the genre explained: the one asked for, or the most probable")
+    probability: float = Field(ge=0.0, le=1.0)
+    predicted: bool = Field(description="whether /predict lists this genre as predicted")
+    method: Literal["grad-cam"] = Field(
+        description="Grad-CAM on the last feature map; for the shipped models' heads this is "
+        "exactly CAM: each cell's share of the genre's logit"
+    )
+    grid: list[list[float]] = Field(
+        description="rows from the top of the poster, columns from the left; 1 = the strongest "
+        "evidence for the genre, 0 = none. The cells cover the poster evenly, whatever its shape"
+    )
+    overlay_png: str = Field(
+        description="base64 PNG: the grid over the poster, longest side <= 512"
+    )
+    overlay_width: int
+    overlay_height: int
+    image: ImageInfo
+    timings_ms: ExplainTimings
+
+
 class BatchItem(BaseModel):
     filename: str | None
     result: Prediction | None = None

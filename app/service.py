@@ -6,6 +6,7 @@ Owns the classifier, the batcher and the decode threads; the routes only call `p
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import Iterator
@@ -18,9 +19,19 @@ from app.batching import MicroBatcher
 from app.config import Settings
 from app.errors import DeadlineExceeded, InvalidParameter, Overloaded, ServiceUnavailable
 from app.metrics import ServiceMetrics
-from app.schemas import GenreInfo, GenreScore, ImageInfo, Prediction, Timings
+from app.schemas import (
+    ExplainTimings,
+    Explanation,
+    GenreInfo,
+    GenreScore,
+    ImageInfo,
+    Prediction,
+    Timings,
+)
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision
+from poster_genres.explain import METHOD, GenreExplainer, GenreMap
+from poster_genres.heatmap import overlay, png_bytes
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
@@ -42,6 +53,7 @@ class PredictionService:
         self._decode_slots = asyncio.Semaphore(settings.decode_workers)
         self._decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._admitted = 0
+        self._explaining = 0
         self._batch_images = 0
         self._batch_places = int(settings.max_batch_share * settings.max_queue)
         self.batcher = MicroBatcher(
@@ -54,9 +66,11 @@ class PredictionService:
             incoming=lambda: self._admitted,
         )
         metrics.track_queue(lambda: self.batcher.depth)
+        self.explainer = GenreExplainer(classifier.loaded)
 
     async def start(self) -> None:
         self.batcher.start()
+        await self.batcher.run_alone(self.explainer.warm_up, timeout_s=300)
         self.status = "ok"
 
     def drain(self) -> None:
@@ -80,6 +94,11 @@ class PredictionService:
             self._admitted >= self.settings.max_queue
             or self.batcher.depth >= self.settings.max_queue
         )
+
+    @property
+    def explanations_full(self) -> bool:
+        """True when a new /explain would be refused: its own small share is taken."""
+        return self._explaining >= self.settings.max_explanations
 
     @contextlib.contextmanager
     def batch_places(self, n: int) -> Iterator[None]:
@@ -129,26 +148,46 @@ class PredictionService:
             t2 = time.perf_counter()
         return decoded, model_input, t1 - t0, t2 - t1
 
-    async def predict(self, data: bytes, top_k: int | None) -> Prediction:
-        """Decode, preprocess, batch, infer and decide for one uploaded poster."""
-        k = self.check_top_k(top_k)
+    def check_genre(self, genre: str | None) -> int | None:
+        """The index of a genre named exactly as in /genres; None for "the most probable"."""
+        if genre is None:
+            return None
+        try:
+            return self.classifier.genres.index(genre)
+        except ValueError:
+            raise InvalidParameter(
+                f"Unknown genre {genre[:40]!r}; GET /genres lists the {len(self.classifier.genres)}"
+                " names (case matters)."
+            ) from None
+
+    def _admit(self) -> None:
         if self.health != "ok":
             raise ServiceUnavailable(f"The service is {self.health}; retry on another replica.")
         if self.saturated:
             raise Overloaded("Too many images are being processed; retry shortly.")
-        started = time.perf_counter()
+
+    async def _decode_in_time(
+        self, data: bytes, started: float
+    ) -> tuple[DecodedPoster, np.ndarray, float, float]:
         self._admitted += 1
         try:
-            decoded, model_input, decode_s, preprocess_s = await asyncio.wait_for(
-                self._decode(data), self.settings.request_deadline_s
-            )
+            return await asyncio.wait_for(self._decode(data), self.settings.request_deadline_s)
         except TimeoutError:
             raise DeadlineExceeded("The image waited too long to be decoded; retry.") from None
         finally:
             self._admitted -= 1
+
+    def _remaining_s(self, started: float) -> float:
         # The deadline covers the whole wait, including for a decode slot.
-        remaining_s = self.settings.request_deadline_s - (time.perf_counter() - started)
-        result = await self.batcher.submit(model_input, remaining_s)
+        return self.settings.request_deadline_s - (time.perf_counter() - started)
+
+    async def predict(self, data: bytes, top_k: int | None) -> Prediction:
+        """Decode, preprocess, batch, infer and decide for one uploaded poster."""
+        k = self.check_top_k(top_k)
+        self._admit()
+        started = time.perf_counter()
+        decoded, model_input, decode_s, preprocess_s = await self._decode_in_time(data, started)
+        result = await self.batcher.submit(model_input, self._remaining_s(started))
         decision = self.classifier.decide(result.probabilities, k)
         stages = {
             "decode": decode_s,
@@ -161,6 +200,56 @@ class PredictionService:
         for genre, _ in decision.predicted:
             self.metrics.predicted.labels(genre=genre).inc()
         return self._prediction(decoded, result.probabilities, decision, stages, result.batch_size)
+
+    async def explain(self, data: bytes, genre: str | None) -> Explanation:
+        """Where the evidence for `genre` (default: the most probable) lies in one poster."""
+        index = self.check_genre(genre)
+        self._admit()
+        if self.explanations_full:
+            raise Overloaded("Too many explanations are in progress; retry shortly.")
+        started = time.perf_counter()
+        self._explaining += 1
+        try:
+            decoded, pixels, decode_s, preprocess_s = await self._decode_in_time(data, started)
+            genre_map, queue_s, explain_s = await self.batcher.run_alone(
+                lambda: self.explainer.explain(pixels, index), self._remaining_s(started)
+            )
+            drawn = time.perf_counter()
+            async with self._decode_slots:
+                png, size = await asyncio.get_running_loop().run_in_executor(
+                    self._decoder, self._render, decoded, genre_map
+                )
+            render_s = time.perf_counter() - drawn
+        finally:
+            self._explaining -= 1
+        stages = {
+            "decode": decode_s,
+            "preprocess": preprocess_s,
+            "queue": queue_s,
+            "explain": explain_s,
+            "render": render_s,
+            "total": time.perf_counter() - started,
+        }
+        predicted = self.classifier.rule.predicted_indices(genre_map.probabilities)
+        return Explanation(
+            model=self.classifier.name,
+            version=self.classifier.version,
+            genre=self.classifier.genres[genre_map.genre_index],
+            probability=round(genre_map.probability, DECIMALS),
+            predicted=genre_map.genre_index in predicted,
+            method=METHOD,
+            grid=[[round(float(v), DECIMALS) for v in row] for row in genre_map.grid],
+            overlay_png=base64.b64encode(png).decode("ascii"),
+            overlay_width=size[0],
+            overlay_height=size[1],
+            image=ImageInfo(width=decoded.width, height=decoded.height, format=decoded.format),
+            timings_ms=ExplainTimings(**{k: round(v * 1000, 3) for k, v in stages.items()}),
+        )
+
+    @staticmethod
+    def _render(decoded: DecodedPoster, genre_map: GenreMap) -> tuple[bytes, tuple[int, int]]:
+        image = overlay(decoded.image, genre_map.grid)
+        return png_bytes(image), image.size
 
     def _prediction(
         self,

@@ -18,7 +18,7 @@ T = TypeVar("T")
 # Authentication and admission happen before the body is read: app/admission.py.
 router = APIRouter(tags=["predict"])
 
-_ERRORS = {
+ERRORS = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "empty_file or invalid_image",
@@ -37,7 +37,7 @@ OptionalPosterFile = Annotated[
 ]
 # Content types of a raw upload (the body is the image itself); the bytes decide the format.
 RAW_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "application/octet-stream")
-_RAW_BODY = {
+RAW_BODY = {
     "requestBody": {
         "content": {
             kind: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
@@ -50,6 +50,21 @@ _RAW_BODY = {
 def _raw_upload(request: Request) -> bool:
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return kind in RAW_TYPES
+
+
+async def read_one_poster(request: Request, file: UploadFile | None) -> bytes:
+    """The poster's bytes: the raw body when its Content-Type is an image type, else the one
+    multipart field `file`."""
+    if _raw_upload(request):
+        return await request.body()
+    if file is None:
+        raise MissingFile(
+            "Send the poster as a multipart form field 'file', or as the body with an image "
+            "Content-Type."
+        )
+    if len((await request.form()).getlist("file")) > 1:
+        raise TooManyFiles(f"{request.url.path} takes one file; send several to /predict/batch.")
+    return await file.read()
 
 
 async def _client_gone(request: Request) -> None:
@@ -77,8 +92,8 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 @router.post(
     "/predict",
     response_model=Prediction,
-    responses=_ERRORS,  # type: ignore[arg-type]  # see above
-    openapi_extra=_RAW_BODY,
+    responses=ERRORS,  # type: ignore[arg-type]  # see above
+    openapi_extra=RAW_BODY,
 )
 async def predict(
     request: Request, service: ServiceDep, file: OptionalPosterFile = None, top_k: TopK = None
@@ -87,23 +102,13 @@ async def predict(
     as the body (`Content-Type: image/jpeg`, `image/png`, `image/webp`, `image/gif` or
     `application/octet-stream`)."""
     service.check_top_k(top_k)
-    if _raw_upload(request):
-        data = await request.body()
-    elif file is None:
-        raise MissingFile(
-            "Send the poster as a multipart form field 'file', or as the body with an image "
-            "Content-Type."
-        )
-    else:
-        if len((await request.form()).getlist("file")) > 1:
-            raise TooManyFiles("/predict takes one file; send several to /predict/batch.")
-        data = await file.read()
+    data = await read_one_poster(request, file)
     prediction = await unless_client_leaves(request, service.predict(data, top_k))
     request.state.top_genre = prediction.top_k[0].genre
     return prediction
 
 
-@router.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS)  # type: ignore[arg-type]  # see above
+@router.post("/predict/batch", response_model=BatchPrediction, responses=ERRORS)  # type: ignore[arg-type]  # see above
 async def predict_batch(
     request: Request,
     files: Annotated[list[UploadFile], File(description="posters, in order")],

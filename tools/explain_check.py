@@ -1,0 +1,231 @@
+"""Do the heatmaps carry information? The deletion test, genre-to-genre difference, and a sanity check.
+
+    .venv/bin/python -m tools.explain_check [--posters 40] [--out bench/EXPLAIN.md]
+
+- Deletion: for each poster and its top genre, the heatmap's highest 20% of grid cells are filled
+  with the poster's mean colour and the drop in that genre's probability is compared with the mean
+  drop over 10 random masks of the same number of cells. A heatmap that carries information wins.
+- Two genres of one poster: the Spearman correlation of their maps (top-1 vs top-2 genre).
+- Sanity (Adebayo et al., 2018): maps from the same model with *random head weights*, scored by the
+  deletion test on the real model, must lose their edge; if they did not, the maps would show the
+  image's salient parts whatever the model had learned.
+
+Posters: the shipped version's own test split (never trained on), first by Id. Used by the test
+suite (tests/test_explain_real.py) and for the README's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "Multi_Label_dataset"
+FRACTION = 0.2
+RANDOM_MASKS = 10
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    poster: str
+    genre: str
+    probability: float
+    heatmap_drop: float
+    random_drop: float  # mean over the random masks
+
+    @property
+    def heatmap_wins(self) -> bool:
+        return self.heatmap_drop > self.random_drop
+
+
+@dataclass(frozen=True)
+class Summary:
+    results: list[DeletionResult]
+
+    @property
+    def mean_heatmap_drop(self) -> float:
+        return float(np.mean([r.heatmap_drop for r in self.results]))
+
+    @property
+    def mean_random_drop(self) -> float:
+        return float(np.mean([r.random_drop for r in self.results]))
+
+    @property
+    def wins(self) -> int:
+        return sum(r.heatmap_wins for r in self.results)
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label}: {len(self.results)} posters, mean drop {self.mean_heatmap_drop:.4f} with the "
+            f"heatmap's top 20% vs {self.mean_random_drop:.4f} with random 20% masks; "
+            f"heatmap wins on {self.wins}/{len(self.results)}"
+        )
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation with average ranks for ties (ReLU maps have many zeros)."""
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        flat = x.ravel()
+        order = np.argsort(flat, kind="stable")
+        r = np.empty(len(flat), dtype=np.float64)
+        r[order] = np.arange(len(flat), dtype=np.float64)
+        for value in np.unique(flat):
+            tied = flat == value
+            r[tied] = r[tied].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
+    return float((ra * rb).sum() / denominator) if denominator else 0.0
+
+
+def top_cells(grid: np.ndarray, fraction: float = FRACTION) -> np.ndarray:
+    """Flat indices of the `fraction` highest cells (ties broken by position, deterministically)."""
+    count = max(1, round(fraction * grid.size))
+    return np.argsort(-grid.ravel(), kind="stable")[:count]
+
+
+def masked(pixels: np.ndarray, grid_shape: tuple[int, int], cells: np.ndarray) -> np.ndarray:
+    """The poster's float input with the given grid cells filled with its mean colour."""
+    image = pixels.astype(np.float32) / np.float32(255.0)
+    mean = image.reshape(-1, 3).mean(axis=0)
+    rows, cols = grid_shape
+    height, width = image.shape[:2]
+    for cell in cells:
+        r, c = divmod(int(cell), cols)
+        image[
+            r * height // rows : (r + 1) * height // rows,
+            c * width // cols : (c + 1) * width // cols,
+        ] = mean
+    return image
+
+
+def deletion(
+    predict: Callable[[np.ndarray], np.ndarray],
+    pixels: np.ndarray,
+    grid: np.ndarray,
+    genre: int,
+    rng: np.random.Generator,
+) -> tuple[float, float, float]:
+    """(probability, drop with the heatmap's top cells, mean drop with random cells)."""
+    count = len(top_cells(grid))
+    masks = [top_cells(grid)] + [
+        rng.choice(grid.size, size=count, replace=False) for _ in range(RANDOM_MASKS)
+    ]
+    batch = np.stack(
+        [pixels.astype(np.float32) / np.float32(255.0)]
+        + [
+            masked(pixels, grid.shape, cells)
+            for cells in masks  # type: ignore[arg-type]  # 2-D grid
+        ]
+    )
+    probabilities = predict(batch)[:, genre]
+    drops = probabilities[0] - probabilities[1:]
+    return float(probabilities[0]), float(drops[0]), float(drops[1:].mean())
+
+
+def held_out_posters(version_dir: Path, count: int) -> list[Path]:
+    """The first `count` posters (by Id) of the version's test split that exist on disk."""
+    from poster_genres.metadata import read_metadata
+
+    metadata = read_metadata(version_dir / "metadata.json")
+    ids = sorted(metadata.split.ids.get("test", [])) if metadata.split else []
+    paths = [DATA / "Images" / f"{i}.jpg" for i in ids]
+    return [p for p in paths if p.is_file()][:count]
+
+
+@dataclass(frozen=True)
+class Report:
+    trained: Summary
+    random_head: Summary
+    genre_correlations: list[float]
+
+    @property
+    def trained_beats_random_head(self) -> int:
+        """Posters whose trained map removes more of the genre than the random-head map does."""
+        pairs = zip(self.trained.results, self.random_head.results, strict=True)
+        return sum(t.heatmap_drop > r.heatmap_drop for t, r in pairs)
+
+    def lines(self) -> list[str]:
+        return [
+            self.trained.line("Grad-CAM, shipped model"),
+            self.random_head.line("Grad-CAM, same model with random head weights (sanity)"),
+            f"Shipped model's map removes more of the genre than the random-head map on "
+            f"{self.trained_beats_random_head}/{len(self.trained.results)} posters",
+            f"Top-1 vs top-2 genre maps of one poster: mean Spearman "
+            f"{np.mean(self.genre_correlations):.3f} over {len(self.genre_correlations)} posters",
+        ]
+
+
+def evaluate(version_dir: Path, posters: list[Path], seed: int = 0) -> Report:
+    """All three checks on `posters`, with the model of `version_dir`."""
+    from poster_genres.artifact import load_version
+    from poster_genres.classifier import GenreClassifier
+    from poster_genres.explain import GenreExplainer
+    from poster_genres.preprocessing import decode_poster, to_model_pixels
+
+    loaded = load_version(version_dir)
+    classifier = GenreClassifier(loaded, max_batch=16)
+    explainer = GenreExplainer(loaded)
+    shuffled = load_version(version_dir)
+    head = shuffled.model.layers[-1]
+    kernel = np.asarray(head.kernel)
+    rng = np.random.default_rng(seed)
+    head.kernel.assign(rng.normal(0.0, kernel.std(), kernel.shape).astype(np.float32))
+    random_explainer = GenreExplainer(shuffled)
+
+    trained, random_head, correlations = [], [], []
+    for path in posters:
+        pixels = to_model_pixels(decode_poster(path.read_bytes()).image)
+        first = explainer.explain(pixels, int(np.argmax(classifier.predict(pixels[None])[0])))
+        genre = first.genre_index
+        second_index = int(np.argsort(-first.probabilities)[1])
+        second = explainer.explain(pixels, second_index)
+        correlations.append(spearman(first.grid, second.grid))
+        for maps, out in ((first.grid, trained), (None, random_head)):
+            grid = maps if maps is not None else random_explainer.explain(pixels, genre).grid
+            probability, drop, random_drop = deletion(
+                classifier.predict, pixels, grid, genre, np.random.default_rng(seed)
+            )
+            out.append(
+                DeletionResult(path.stem, loaded.genres[genre], probability, drop, random_drop)
+            )
+    return Report(Summary(trained), Summary(random_head), correlations)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.explain_check", description=__doc__)
+    parser.add_argument("--posters", type=int, default=40)
+    parser.add_argument("--version", default=None, help="default: the newest in model_store/")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    from poster_genres.artifact import resolve_version_dir
+
+    version_dir = resolve_version_dir(ROOT / "model_store", "poster-genres", args.version)
+    posters = held_out_posters(version_dir, args.posters)
+    if not posters:
+        print(f"no test-split posters under {DATA}", file=sys.stderr)
+        return 1
+    report = evaluate(version_dir, posters)
+    for line in report.lines():
+        print(line)
+    if args.out:
+        args.out.write_text(
+            f"# Explanations: do the heatmaps carry information?\n\n"
+            f"`python -m tools.explain_check --posters {args.posters}` on {version_dir.name}, "
+            f"{len(posters)} posters of its test split.\n\n"
+            + "\n".join(f"- {line}" for line in report.lines())
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
