@@ -5,6 +5,7 @@ Skips locally, saying why, when Chromium or Playwright is missing; fails instead
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,51 @@ def test_uploaded_poster_shows_the_api_numbers(browser, service: str, tmp_path: 
     assert values == sorted(values, reverse=True)
     assert "tiny" in page.locator("#model-version").inner_text()
     assert page.locator("#preview").get_attribute("src").startswith("blob:")
+    page.close()
+
+
+def test_clicking_a_genre_toggles_its_heatmap_over_the_poster(
+    browser, service: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    poster = tmp_path / "poster.png"
+    poster.write_bytes(poster_bytes((30, 90, 200), size=(120, 180), fmt="PNG"))
+    api = httpx.post(
+        f"{service}/explain",
+        params={"genre": "Comedy"},
+        files={"file": ("p.png", poster.read_bytes())},
+    ).json()
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(service)
+    page.get_by_label("Choose a poster").set_input_files(str(poster))
+    page.wait_for_selector("#bars .bar")
+    preview = page.locator("#preview")
+    caption = page.locator("#heatmap-caption")
+    assert preview.get_attribute("src").startswith("blob:") and caption.is_hidden()
+
+    comedy = page.get_by_role("button", name="Comedy", exact=True)
+    comedy.click()
+    # (the page's CSP forbids eval, so waits go through locators, not wait_for_function)
+    expect(preview).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    assert preview.get_attribute("src") == "data:image/png;base64," + api["overlay_png"]
+    assert comedy.get_attribute("aria-pressed") == "true"
+    assert caption.is_visible()
+    text = caption.inner_text()
+    assert text.startswith(f"Comedy {api['probability'] * 100:.1f}%")
+    assert "where the model looked, not whether it is right" in text
+    assert "highlighted" in preview.get_attribute("alt")
+    assert [api["overlay_width"], api["overlay_height"]] == [120, 180]
+
+    page.get_by_role("button", name="Drama", exact=True).click()  # another genre replaces it
+    expect(page.locator(".bar-name[aria-pressed=true]")).to_have_text("Drama")
+    assert comedy.get_attribute("aria-pressed") == "false"
+    assert caption.inner_text().startswith("Drama ")
+
+    page.get_by_role("button", name="Drama", exact=True).click()  # and a second click hides it
+    expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
+    assert caption.is_hidden()
+    assert page.locator(".bar-name[aria-pressed=true]").count() == 0
     page.close()
 
 

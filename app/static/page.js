@@ -1,4 +1,5 @@
-// The try-it page: upload a poster to /predict and draw every genre's probability.
+// The try-it page: upload a poster to /predict and draw every genre's probability; click a genre to
+// see where the model found it (/explain).
 "use strict";
 
 const FRIENDLY = {
@@ -16,6 +17,8 @@ const FRIENDLY = {
 const $ = (id) => document.getElementById(id);
 let genres = {};
 let lastFile = null;
+let posterUrl = null;
+let shownGenre = null;
 
 function say(text, isError) {
   $("message").textContent = text;
@@ -54,9 +57,13 @@ function draw(result) {
     }
     li.dataset.genre = item.genre;
     li.dataset.probability = String(item.probability);
-    const name = document.createElement("span");
+    const name = document.createElement("button");
+    name.type = "button";
     name.className = "bar-name";
     name.textContent = item.genre;
+    name.setAttribute("aria-pressed", "false");
+    name.title = "Show where the model found " + item.genre + " in the poster";
+    name.addEventListener("click", () => toggleHeatmap(item.genre, name));
     const track = document.createElement("span");
     track.className = "bar-track";
     track.setAttribute("aria-hidden", "true");
@@ -98,18 +105,71 @@ function draw(result) {
   $("result").hidden = false;
 }
 
-async function send(file) {
-  lastFile = file;
-  $("preview").src = URL.createObjectURL(file);
-  say("Reading the poster…");
-  const form = new FormData();
-  form.append("file", file);
+function authHeaders() {
   const headers = {};
   const key = sessionStorage.getItem("poster-genres-key");
   if (key) headers["X-API-Key"] = key;
+  return headers;
+}
+
+function showPoster() {
+  shownGenre = null;
+  $("preview").src = posterUrl;
+  $("preview").alt = "The uploaded poster";
+  $("heatmap-caption").hidden = true;
+  for (const button of document.querySelectorAll(".bar-name[aria-pressed='true']")) {
+    button.setAttribute("aria-pressed", "false");
+  }
+}
+
+// Clicking a genre shows its heatmap over the poster; clicking it again shows the poster.
+async function toggleHeatmap(genre, button) {
+  if (shownGenre === genre) {
+    showPoster();
+    return;
+  }
+  const form = new FormData();
+  form.append("file", lastFile);
+  say("Looking for " + genre + " in the poster…");
+  let answer;
+  let body = null;
+  try {
+    answer = await fetch("/explain?genre=" + encodeURIComponent(genre), {
+      method: "POST",
+      body: form,
+      headers: authHeaders(),
+    });
+    body = await answer.json();
+  } catch (error) {
+    say("The service cannot be reached. Check your connection and try again.", true);
+    return;
+  }
+  if (!answer.ok) {
+    const code = body && body.error ? body.error.code : "";
+    say(FRIENDLY[code] || (body && body.error ? body.error.message : "Something went wrong."), true);
+    return;
+  }
+  say("");
+  showPoster();
+  shownGenre = genre;
+  button.setAttribute("aria-pressed", "true");
+  $("preview").src = "data:image/png;base64," + body.overlay_png;
+  $("preview").alt = "The poster with the evidence for " + genre + " highlighted";
+  $("heatmap-genre").textContent = genre + " " + percent(body.probability);
+  $("heatmap-caption").hidden = false;
+}
+
+async function send(file) {
+  lastFile = file;
+  if (posterUrl) URL.revokeObjectURL(posterUrl);
+  posterUrl = URL.createObjectURL(file);
+  showPoster();
+  say("Reading the poster…");
+  const form = new FormData();
+  form.append("file", file);
   let answer;
   try {
-    answer = await fetch("/predict?top_k=3", { method: "POST", body: form, headers });
+    answer = await fetch("/predict?top_k=3", { method: "POST", body: form, headers: authHeaders() });
   } catch (error) {
     say("The service cannot be reached. Check your connection and try again.", true);
     return;
