@@ -2,6 +2,7 @@
 
   python -m scorer POSTERS_DIR --out genres.csv         # a folder, searched recursively
   python -m scorer paths.txt --list --out genres.jsonl  # one path per line ('-' reads stdin)
+  python -m scorer POSTERS_DIR --out genres.csv --explain heatmaps/  # plus a heatmap per poster
 
 Exit status: 0 when at least one poster was scored, 1 when none could be, 2 for a usage error.
 """
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=int, default=16, help="posters per model call (default 16)"
     )
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write DIR/<poster>.<genre>.png: where the model found each poster's most "
+        "probable genre (Grad-CAM over the poster)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--verbose", action="store_true", help="show TensorFlow's start-up messages"
@@ -68,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     _check_output(parser, args.out)
     if not 1 <= args.batch_size <= 256:
         parser.error("--batch-size must be between 1 and 256")
+    if args.explain is not None:
+        try:
+            args.explain.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--explain {args.explain}: {exc.strerror}")
+        if not os.access(args.explain, os.W_OK):
+            parser.error(f"--explain {args.explain}: the folder is not writable")
     ignored = 0
     if args.list:
         if args.source == "-":
@@ -109,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = score_posters(classifier, items, args.out, top_k=args.top_k, progress=not args.quiet)
     summary.ignored = ignored
     print(f"{summary.describe()}; wrote {args.out}", file=sys.stderr)
+    if args.explain is not None and summary.scored:
+        from scorer.heatmaps import write_heatmaps
+
+        written = write_heatmaps(classifier.loaded, items, args.explain, progress=not args.quiet)
+        print(f"wrote {written} heatmaps to {args.explain}", file=sys.stderr)
     if summary.scored == 0:
         print("nothing could be scored", file=sys.stderr)
         return 1

@@ -159,3 +159,35 @@ def test_tensorflow_start_up_chatter_is_silenced(
         f"scored 2 posters, 1 failed (1 invalid_image), 1 files without an image name ignored; "
         f"wrote {out}"
     ]
+
+
+def test_explain_writes_a_heatmap_per_readable_poster_for_its_top_genre(
+    folder: Path, tiny_version: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    out, maps = tmp_path / "out.jsonl", tmp_path / "maps" / "new"
+    argv = [str(folder), "--out", str(out), "--model-dir", str(tiny_version)]
+    assert score_cli([*argv, "--explain", str(maps)]) == 0
+    rows = {r["file"]: r for r in map(json.loads, out.read_text().splitlines())}
+    expected = {
+        Path(name).parent / f"{Path(name).stem}.{row['top_k'][0]['genre'].replace('/', '-')}.png"
+        for name, row in rows.items()
+        if "error" not in row
+    }
+    written = {p.relative_to(maps) for p in maps.rglob("*.png")}
+    assert written == expected and len(written) == 2  # a.jpg and sub/b.png; broken.jpg has none
+    with Image.open(next(maps.glob("a.*.png"))) as image:
+        assert image.format == "PNG" and image.size == (60, 90)  # the poster's own shape
+    assert "wrote 2 heatmaps" in capsys.readouterr().err
+
+
+def test_an_unwritable_explain_folder_is_refused_before_the_model_loads(
+    folder: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = [str(folder), "--out", str(tmp_path / "o.csv"), "--explain", str(blocker / "x")]
+    result = run_without_tensorflow("scorer.__main__:main", argv)
+    assert result.returncode == 2
+    assert "--explain" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,41 @@
+"""Heatmap PNGs for a set of posters: where the model found each poster's most probable genre."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from poster_genres.artifact import LoadedModel
+from poster_genres.errors import PosterGenresError
+from poster_genres.explain import GenreExplainer
+from poster_genres.heatmap import overlay
+from poster_genres.preprocessing import decode_poster, to_model_pixels
+
+
+def heatmap_path(folder: Path, name: str, genre: str) -> Path:
+    """`<folder>/<name without its suffix>.<genre>.png`, keeping the poster's sub-folders; a
+    genre's own slash (N/A) becomes a dash."""
+    relative = Path(name)
+    safe_genre = genre.replace("/", "-")
+    return folder / relative.parent / f"{relative.stem}.{safe_genre}.png"
+
+
+def write_heatmaps(
+    loaded: LoadedModel, items: list[tuple[str, Path]], folder: Path, *, progress: bool = True
+) -> int:
+    """One overlay PNG per readable poster, for its most probable genre; returns how many."""
+    explainer = GenreExplainer(loaded)
+    written = 0
+    for name, path in tqdm(items, unit="heatmap", disable=not progress, file=sys.stderr):
+        try:
+            decoded = decode_poster(path.read_bytes())
+        except (PosterGenresError, OSError):
+            continue  # the scores file already says why
+        genre_map = explainer.explain(to_model_pixels(decoded.image))
+        out = heatmap_path(folder, name, loaded.genres[genre_map.genre_index])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        overlay(decoded.image, genre_map.grid).save(out, format="PNG", compress_level=3)
+        written += 1
+    return written
