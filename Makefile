@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/Multi_Label_dataset
 
-.PHONY: serve test lint format train train-seed card bench mutation clean-venv
+.PHONY: serve test lint format train train-seed card bench mutation clean-venv docker-check replicas-check
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11, 3.12 or 3.13 is required" >&2; exit 1; }
@@ -56,6 +56,14 @@ mutation: $(VENV)/.dev
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut results
+
+## Build the image and check it serves like the venv (installs/starts Docker if needed; deploy/)
+docker-check: $(VENV)/.dev
+	deploy/docker-check.sh
+
+## 3 replicas behind nginx under load: stop, kill, roll to the other model version (deploy/)
+replicas-check: $(VENV)/.dev
+	deploy/replicas-check.sh
 
 clean-venv:
 	rm -rf $(VENV)
