@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import platform
 import re
@@ -127,8 +128,53 @@ class RssSampler:
         self._thread.join()
 
 
+_MODEL_ALONE = """
+import json, sys, time
+import numpy as np
+from pathlib import Path
+from poster_genres.artifact import load_version
+from poster_genres.classifier import GenreClassifier
+sizes, seconds = json.loads(sys.argv[2]), float(sys.argv[3])
+classifier = GenreClassifier(load_version(Path(sys.argv[1])), max_batch=max(sizes))
+rates = {}
+for size in sizes:
+    inputs = np.random.default_rng(0).random((size, 400, 400, 3), dtype=np.float32)
+    for _ in range(3):
+        classifier.predict(inputs)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        classifier.predict(inputs)
+        calls += 1
+    elapsed = time.perf_counter() - started
+    rates[size] = [calls * size / elapsed, elapsed / calls * 1000]
+print(json.dumps(rates))
+"""
+
+
+def model_alone(
+    model_dir: Path, sizes: tuple[int, ...] = (1, 16), seconds: float = 5.0
+) -> dict[int, tuple[float, float]]:
+    """The compiled model alone, float32 inputs already in memory, at each batch size: (images/s,
+    ms per call). A fresh process with the servers' TensorFlow thread settings, nothing else."""
+    env = {**os.environ, **TF_THREADS, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = [
+        sys.executable,
+        "-c",
+        _MODEL_ALONE,
+        str(model_dir),
+        json.dumps(list(sizes)),
+        str(seconds),
+    ]
+    output = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    rates = json.loads(output.stdout.strip().splitlines()[-1])
+    return {int(size): (rate[0], rate[1]) for size, rate in rates.items()}
+
+
 @contextmanager
-def server(kind: str, model_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    kind: str, model_dir: Path, port: int, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start one server from the code in `cwd` (a checkout of another commit, for comparisons)."""
     env = {**os.environ, **TF_THREADS, "POSTER_LOG_LEVEL": "WARNING"}
     if kind == "baseline":
         env["BASELINE_MODEL_DIR"] = str(model_dir)
@@ -145,7 +191,7 @@ def server(kind: str, model_dir: Path, port: int) -> Iterator[subprocess.Popen[b
         if kind == "ours, no batching":
             env["POSTER_MAX_BATCH_SIZE"] = "1"
         argv = [sys.executable, "-m", "app"]
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -212,10 +258,11 @@ def measure(
     posters: list[bytes],
     levels: list[int],
     duration_s: float,
+    cwd: Path = ROOT,
 ) -> list[Row]:
     port = 18800 + abs(hash(kind)) % 100
     rows = []
-    with server(kind, model_dir, port) as process:
+    with server(kind, model_dir, port, cwd) as process:
         url = f"http://127.0.0.1:{port}/predict"
         for concurrency in levels:
             warm = Row(arch, kind, concurrency, 1.0)
@@ -289,7 +336,38 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, {memory:.0f} GiB, Python {platform.python_version()}"
 
 
-def report(rows: list[Row], soak_result: dict[str, float] | None, posters: str, quick: bool) -> str:
+def model_share_lines(rows: list[Row], alone: dict[int, tuple[float, float]]) -> list[str]:
+    """Our service against the compiled model alone, measured in the same run."""
+    lines = [
+        "",
+        "The compiled model alone in the same run, same model file and thread settings (float32 "
+        "inputs already in memory; "
+        + ", ".join(
+            f"batch {b}: {alone[b][0]:.1f} img/s, {alone[b][1]:.1f} ms a call"
+            for b in sorted(alone)
+        )
+        + "):",
+        "",
+    ]
+    best = max(alone)
+    for r in rows:
+        if r.arch != "shipped" or r.server != "ours":
+            continue
+        lines.append(
+            f"- ours at concurrency {r.concurrency}: {r.rps:.1f} req/s = "
+            f"{r.rps / alone[best][0]:.0%} of the model alone at batch {best}; p50 {r.pct(50):.1f} ms"
+            + (f" (model alone at batch 1: {alone[1][1]:.1f} ms)" if 1 in alone else "")
+        )
+    return lines
+
+
+def report(
+    rows: list[Row],
+    soak_result: dict[str, float] | None,
+    posters: str,
+    quick: bool,
+    alone: dict[int, tuple[float, float]] | None = None,
+) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -328,6 +406,8 @@ def report(rows: list[Row], soak_result: dict[str, float] | None, posters: str, 
                 + " | ".join(f"{r.stages_ms[s]:.1f}" for s in STAGES)
                 + " |"
             )
+    if alone:
+        lines += model_share_lines(rows, alone)
     if soak_result:
         lines += [
             "",
@@ -367,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
             for kind in servers:
                 rows += measure("seed", kind, seed, posters, args.concurrency, duration)
     soak_result = soak(shipped, posters, soak_seconds) if soak_seconds else None
-    args.out.write_text(report(rows, soak_result, described, args.quick))
+    alone = model_alone(shipped, (1, 16), 2.0 if args.quick else 5.0)
+    for line in model_share_lines(rows, alone):
+        print(line)
+    args.out.write_text(report(rows, soak_result, described, args.quick, alone))
     print(f"wrote {args.out}")
     ours16 = [r for r in rows if r.arch == "shipped" and r.concurrency == 16]
     if len(ours16) == 3 and ours16[0].rps:

@@ -6,9 +6,11 @@
   with the poster's mean colour and the drop in that genre's probability is compared with the mean
   drop over 10 random masks of the same number of cells. A heatmap that carries information wins.
 - Two genres of one poster: the Spearman correlation of their maps (top-1 vs top-2 genre).
-- Sanity (Adebayo et al., 2018): maps from the same model with *random head weights*, scored by the
-  deletion test on the real model, must lose their edge; if they did not, the maps would show the
-  image's salient parts whatever the model had learned.
+- Sanity (Adebayo et al., 2018, cascading randomisation): maps from the same model with its top
+  layers' weights replaced by random ones, scored by the deletion test on the real model, must lose
+  their edge; if they did not, the maps would show the poster's busy parts whatever the model had
+  learned. Two depths: the Dense head alone, and the head in EfficientNet's sense (the last
+  MBConv block, the 1x1 head convolution and the Dense: the top 5 layers with weights).
 
 Posters: the shipped version's own test split (never trained on), first by Id. Used by the test
 suite (tests/test_explain_real.py) and for the README's figures.
@@ -141,11 +143,47 @@ def held_out_posters(version_dir: Path, count: int) -> list[Path]:
     return [p for p in paths if p.is_file()][:count]
 
 
+def weighted_layers(model: object) -> list[object]:
+    """Layers with a kernel, in order, looking inside nested models (the backbone)."""
+    import keras
+
+    found: list[object] = []
+    for layer in model.layers:  # type: ignore[attr-defined]  # a keras.Model
+        if isinstance(layer, keras.Model):
+            found += weighted_layers(layer)
+        elif any(w.name in ("kernel", "depthwise_kernel") for w in layer.weights):
+            found.append(layer)
+    return found
+
+
+def randomise_top(version_dir: Path, layers: int, seed: int) -> object:
+    """The model of `version_dir` with its top `layers` kernels redrawn (normal, same std)."""
+    from poster_genres.artifact import load_version
+
+    loaded = load_version(version_dir)
+    rng = np.random.default_rng(seed)
+    for layer in weighted_layers(loaded.model)[-layers:]:
+        for weight in layer.weights:  # type: ignore[attr-defined]  # a keras layer
+            if weight.name in ("kernel", "depthwise_kernel"):
+                values = np.asarray(weight)
+                weight.assign(rng.normal(0.0, values.std(), values.shape).astype(np.float32))
+    return loaded
+
+
+# (label, top layers randomised)
+SANITY_DEPTHS = (("Dense head", 1), ("last block + head conv + Dense", 5))
+
+
 @dataclass(frozen=True)
 class Report:
     trained: Summary
-    random_head: Summary
+    random_heads: dict[str, Summary]
     genre_correlations: list[float]
+
+    @property
+    def random_head(self) -> Summary:
+        """The shallowest randomisation: the Dense head alone."""
+        return self.random_heads[SANITY_DEPTHS[0][0]]
 
     @property
     def trained_beats_random_head(self) -> int:
@@ -156,8 +194,11 @@ class Report:
     def lines(self) -> list[str]:
         return [
             self.trained.line("Grad-CAM, shipped model"),
-            self.random_head.line("Grad-CAM, same model with random head weights (sanity)"),
-            f"Shipped model's map removes more of the genre than the random-head map on "
+            *(
+                summary.line(f"Sanity, maps with random weights in the {label}")
+                for label, summary in self.random_heads.items()
+            ),
+            f"Shipped model's map removes more of the genre than the random-Dense map on "
             f"{self.trained_beats_random_head}/{len(self.trained.results)} posters",
             f"Top-1 vs top-2 genre maps of one poster: mean Spearman "
             f"{np.mean(self.genre_correlations):.3f} over {len(self.genre_correlations)} posters",
@@ -174,14 +215,14 @@ def evaluate(version_dir: Path, posters: list[Path], seed: int = 0) -> Report:
     loaded = load_version(version_dir)
     classifier = GenreClassifier(loaded, max_batch=16)
     explainer = GenreExplainer(loaded)
-    shuffled = load_version(version_dir)
-    head = shuffled.model.layers[-1]
-    kernel = np.asarray(head.kernel)
-    rng = np.random.default_rng(seed)
-    head.kernel.assign(rng.normal(0.0, kernel.std(), kernel.shape).astype(np.float32))
-    random_explainer = GenreExplainer(shuffled)
+    randomised = {
+        label: GenreExplainer(randomise_top(version_dir, depth, seed))  # type: ignore[arg-type]  # a LoadedModel
+        for label, depth in SANITY_DEPTHS
+    }
 
-    trained, random_head, correlations = [], [], []
+    trained: list[DeletionResult] = []
+    random_heads: dict[str, list[DeletionResult]] = {label: [] for label in randomised}
+    correlations = []
     for path in posters:
         pixels = to_model_pixels(decode_poster(path.read_bytes()).image)
         first = explainer.explain(pixels, int(np.argmax(classifier.predict(pixels[None])[0])))
@@ -189,15 +230,18 @@ def evaluate(version_dir: Path, posters: list[Path], seed: int = 0) -> Report:
         second_index = int(np.argsort(-first.probabilities)[1])
         second = explainer.explain(pixels, second_index)
         correlations.append(spearman(first.grid, second.grid))
-        for maps, out in ((first.grid, trained), (None, random_head)):
-            grid = maps if maps is not None else random_explainer.explain(pixels, genre).grid
+        maps = [(first.grid, trained)] + [
+            (randomised[label].explain(pixels, genre).grid, out)
+            for label, out in random_heads.items()
+        ]
+        for grid, out in maps:
             probability, drop, random_drop = deletion(
                 classifier.predict, pixels, grid, genre, np.random.default_rng(seed)
             )
             out.append(
                 DeletionResult(path.stem, loaded.genres[genre], probability, drop, random_drop)
             )
-    return Report(Summary(trained), Summary(random_head), correlations)
+    return Report(Summary(trained), {k: Summary(v) for k, v in random_heads.items()}, correlations)
 
 
 def main(argv: list[str] | None = None) -> int:
