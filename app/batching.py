@@ -20,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceUnavailable
+from app.threads import name_os_thread
 
 T = TypeVar("T")
 
@@ -65,7 +66,9 @@ class MicroBatcher:
         self._carry: list[_Job] = []
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="inference", initializer=name_os_thread
+        )
         self._worker: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._on_batch = on_batch

@@ -11,12 +11,14 @@ from app.errors import NotReady
 from app.service import PredictionService
 
 
-def get_app_settings(request: Request) -> Settings:
+# async, so FastAPI calls them on the event loop: a plain `def` dependency costs every request a
+# round trip through a worker thread (seen in bench/PROFILE.md).
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_service(request: Request) -> PredictionService:
+async def get_service(request: Request) -> PredictionService:
     service: PredictionService | None = getattr(request.app.state, "service", None)
     if service is None:
         raise NotReady("The model is not loaded yet.")

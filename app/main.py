@@ -25,6 +25,7 @@ from app.service import PredictionService
 from poster_genres.artifact import load_version, resolve_version_dir
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
+from poster_genres.explain import GenreExplainer
 
 logger = logging.getLogger("app")
 DOCS_ASSETS = "/docs-assets"
@@ -61,7 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # The one line an operator needs; then startup fails and the process exits non-zero.
             logger.critical("cannot serve: %s", exc)
             raise SystemExit(f"cannot serve: {exc}") from None
-    service = PredictionService(classifier, settings, app.state.metrics)
+    explainer = GenreExplainer(classifier.loaded)  # the same loaded model, for /explain
+    service = PredictionService(classifier, settings, app.state.metrics, explainer)
     await service.start()
     app.state.service = service
     try:

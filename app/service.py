@@ -28,6 +28,7 @@ from app.schemas import (
     Prediction,
     Timings,
 )
+from app.threads import name_os_thread
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision
 from poster_genres.explain import METHOD, GenreExplainer, GenreMap
@@ -43,15 +44,22 @@ class PredictionService:
     """The running service: state for the probes, and the prediction pipeline."""
 
     def __init__(
-        self, classifier: GenreClassifier, settings: Settings, metrics: ServiceMetrics
+        self,
+        classifier: GenreClassifier,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        explainer: GenreExplainer,
     ) -> None:
         self.classifier = classifier
+        self.explainer = explainer
         self.settings = settings
         self.metrics = metrics
         self.status: Status = "loading"
         self.started = time.monotonic()
         self._decode_slots = asyncio.Semaphore(settings.decode_workers)
-        self._decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._decoder = ThreadPoolExecutor(
+            settings.decode_workers, thread_name_prefix="decode", initializer=name_os_thread
+        )
         self._admitted = 0
         self._explaining = 0
         self._batch_images = 0
@@ -66,7 +74,6 @@ class PredictionService:
             incoming=lambda: self._admitted,
         )
         metrics.track_queue(lambda: self.batcher.depth)
-        self.explainer = GenreExplainer(classifier.loaded)
 
     async def start(self) -> None:
         self.batcher.start()
@@ -135,18 +142,19 @@ class PredictionService:
             raise InvalidParameter(f"top_k must be between 1 and {n}, got {k}.")
         return k
 
+    def _decode_and_resize(self, data: bytes) -> tuple[DecodedPoster, np.ndarray, float, float]:
+        t0 = time.perf_counter()
+        decoded = decode_poster(data, max_pixels=self.settings.max_image_pixels)
+        t1 = time.perf_counter()
+        pixels = to_model_pixels(decoded.image)
+        return decoded, pixels, t1 - t0, time.perf_counter() - t1
+
     async def _decode(self, data: bytes) -> tuple[DecodedPoster, np.ndarray, float, float]:
-        loop = asyncio.get_running_loop()
+        # One trip to a decode thread for both stages: each trip costs a wake-up of the loop.
         async with self._decode_slots:
-            t0 = time.perf_counter()
-            decoded = await loop.run_in_executor(
-                self._decoder,
-                lambda: decode_poster(data, max_pixels=self.settings.max_image_pixels),
+            return await asyncio.get_running_loop().run_in_executor(
+                self._decoder, self._decode_and_resize, data
             )
-            t1 = time.perf_counter()
-            model_input = await loop.run_in_executor(self._decoder, to_model_pixels, decoded.image)
-            t2 = time.perf_counter()
-        return decoded, model_input, t1 - t0, t2 - t1
 
     def check_genre(self, genre: str | None) -> int | None:
         """The index of a genre named exactly as in /genres; None for "the most probable"."""

@@ -244,9 +244,7 @@ def test_a_second_image_within_the_wait_joins_the_first_when_it_was_announced() 
     model = RecordingModel()
 
     async def scenario() -> None:
-        batcher = MicroBatcher(
-            model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1
-        )
+        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit(image(1), 5))
         await asyncio.sleep(0.05)
@@ -277,16 +275,13 @@ def test_an_image_alone_runs_at_once_when_nothing_else_is_on_its_way(incoming: i
     assert model.batches == [[1.0]]
 
 
-
 def test_company_is_awaited_only_while_it_is_announced() -> None:
     """Two images announced, one arrives: the wait lasts its full length (nothing says the
     other will not come), then the one that came runs alone."""
     model = RecordingModel()
 
     async def scenario() -> float:
-        batcher = MicroBatcher(
-            model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1
-        )
+        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1)
         batcher.start()
         started = time.monotonic()
         await batcher.submit(image(1), 5)
@@ -296,3 +291,23 @@ def test_company_is_awaited_only_while_it_is_announced() -> None:
 
     assert run(scenario()) >= 0.29
     assert model.batches == [[1.0]]
+
+
+def test_the_model_thread_is_named_for_the_os_too() -> None:
+    """`top -H` and profilers see "inference_0", not "python" (Linux's /proc/self/task/*/comm)."""
+    seen: list[str] = []
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        tid = threading.get_native_id()
+        with open(f"/proc/self/task/{tid}/comm") as comm:
+            seen.append(comm.read().strip())
+        return batch[:, :1]
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=2)
+        batcher.start()
+        await batcher.submit(image(1), 5)
+        await batcher.stop()
+
+    run(scenario())
+    assert seen == ["inference_0"]

@@ -28,6 +28,12 @@ class FakeClassifier:
         return np.zeros((len(batch), 1), dtype=np.float32)
 
 
+class FakeExplainer:
+    @staticmethod
+    def warm_up() -> None:
+        pass
+
+
 def test_a_request_cancelled_while_waiting_for_a_decode_slot_is_never_decoded(
     tiny_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -44,7 +50,7 @@ def test_a_request_cancelled_while_waiting_for_a_decode_slot_is_never_decoded(
 
     async def scenario() -> None:
         settings = make_settings(tiny_store, decode_workers=1)
-        service = PredictionService(FakeClassifier(), settings, ServiceMetrics())  # type: ignore[arg-type]  # a stand-in
+        service = PredictionService(FakeClassifier(), settings, ServiceMetrics(), FakeExplainer())  # type: ignore[arg-type]  # stand-ins
         await service.start()
         first = asyncio.ensure_future(service.predict(b"first", 1))
         await asyncio.sleep(0.2)  # `first` holds the only decode slot

@@ -1,0 +1,19 @@
+"""OS-level names for the service's threads, so `top -H`, `ps -L` and profilers can tell the event
+loop, the decoders and the model thread apart (Python before 3.14 leaves every thread "python")."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+
+_PR_SET_NAME = 15  # prctl(2); Linux only, names are cut to 15 bytes
+
+
+def name_os_thread() -> None:
+    """Give the calling thread its Python name at the OS level (no-op where unsupported)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_NAME, threading.current_thread().name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
