@@ -10,6 +10,7 @@ set -euo pipefail
 tag=${1:-python:3.11-slim-bookworm}
 if [[ -x /usr/bin/docker ]]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
 if ! command -v debootstrap >/dev/null 2>&1; then
+  apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
 
