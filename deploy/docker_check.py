@@ -3,8 +3,10 @@
     python deploy/docker_check.py IMAGE MODEL_VERSION
 
 Healthy, then one real poster posted to /predict: its probabilities must equal the tested venv's
-for the same file and model version (`python -m scorer`, same code, same lock); then
-`docker stop` must end it within the compose file's stop grace. Prints the figures; exit 1 on
+for the same file and model version (`python -m scorer`, same code, same lock) at the 4 decimals
+the service shows; the unrounded float32 probabilities, computed inside the image and in the venv by
+the same few lines, must be bit-identical; then `docker stop` must end it within the compose file's
+stop grace. Prints the figures; exit 1 on
 any failure. Every container it starts is removed.
 """
 
@@ -92,6 +94,48 @@ def local_probabilities(poster: Path, version: str) -> dict[str, float]:
     return probabilities
 
 
+# The same lines inside the image and in the venv: the model's float32 answer, as exact hex floats.
+EXACT = """
+import json, sys
+from pathlib import Path
+from poster_genres.runtime import import_tensorflow
+import_tensorflow()
+from poster_genres.artifact import load_version
+from poster_genres.classifier import GenreClassifier
+from poster_genres.preprocessing import poster_to_input
+classifier = GenreClassifier(load_version(Path(sys.argv[1])), max_batch=1)
+row = classifier.predict(poster_to_input(Path(sys.argv[2]).read_bytes())[None])[0]
+print(json.dumps([float(p).hex() for p in row]))
+"""
+
+
+def exact_in_venv(poster: Path, version: str) -> list[str]:
+    model_dir = PROJECT / "model_store" / "poster-genres" / version
+    result = subprocess.run(
+        [sys.executable, "-c", EXACT, str(model_dir), str(poster)],
+        cwd=PROJECT, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    values: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return values
+
+
+def exact_in_image(image: str, service: dict[str, object], poster: Path, version: str) -> list[str]:
+    """The same computation in a one-off container with the service's restrictions, no network."""
+    flags = run_flags(service, publish=False)
+    if "--restart" in flags:  # a one-off container is removed, not restarted
+        at = flags.index("--restart")
+        del flags[at : at + 2]
+    output = docker(
+        "run", "--rm", "--network", "none", *flags,
+        "--volume", f"{poster}:/check/poster.jpg:ro",
+        image, "python", "-c", EXACT,
+        f"/srv/model_store/poster-genres/{version}", "/check/poster.jpg",
+        timeout=300,
+    )  # fmt: skip
+    values: list[str] = json.loads(output.strip().splitlines()[-1])
+    return values
+
+
 def lock_drift() -> list[str]:
     """Packages whose version in this venv differs from the lock's (the image's)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -149,6 +193,12 @@ def main() -> int:
         )
         if worst > TOLERANCE:
             failures.append(f"probabilities differ from the venv's by {worst:.2e} > {TOLERANCE}")
+        inside = exact_in_image(image, service, poster, version)
+        outside = exact_in_venv(poster, version)
+        identical = sum(a == b for a, b in zip(inside, outside, strict=True))
+        print(f"   unrounded float32, image vs venv: {identical} of {len(outside)} bit-identical")
+        if identical != len(outside):
+            failures.append("the image's unrounded probabilities differ from the venv's")
         drift = lock_drift()
         print("   venv vs requirements.lock: " + (", ".join(drift) if drift else "same versions"))
         before = time.monotonic()
