@@ -55,3 +55,28 @@ def test_other_input_types_are_refused(tiny_version: Path) -> None:
     classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
     with pytest.raises(ValueError, match="uint8 or float32"):
         classifier.predict(np.zeros((1, 400, 400, 3), dtype=np.float64))
+
+
+def test_a_constant_divisor_would_not_be_exact() -> None:
+    """Why scale_pixels divides by a variable: the optimiser's reciprocal multiplication differs
+    from numpy's division in the last bit. If a TensorFlow release stops doing that, this test
+    says the variable is no longer needed."""
+    values = np.arange(256, dtype=np.uint8)
+    constant = tf.function(lambda x: tf.cast(x, tf.float32) / 255.0, autograph=False)
+    differing = int((constant(tf.constant(values)).numpy() != pixels_to_input(values)).sum())
+    assert differing > 0
+
+
+def test_the_shipped_model_answers_real_posters_identically_from_pixels(real_data: Path) -> None:
+    from app.config import PROJECT_ROOT
+    from poster_genres.artifact import resolve_version_dir
+
+    version = resolve_version_dir(PROJECT_ROOT / "model_store", "poster-genres", None)
+    classifier = GenreClassifier(load_version(version), max_batch=16)
+    paths = sorted((real_data / "Images").glob("*.jpg"))[:16]
+    pixels = np.stack([to_model_pixels(decode_poster(p.read_bytes()).image) for p in paths])
+    floats = np.stack([poster_to_input(p.read_bytes()) for p in paths])
+    for size in (1, 16):  # the batch shapes the service runs most
+        from_pixels = classifier.predict(pixels[:size])
+        from_floats = classifier.predict(floats[:size])
+        assert from_pixels.view(np.uint32).tolist() == from_floats.view(np.uint32).tolist()
