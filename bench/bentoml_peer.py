@@ -129,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         name = "ours" if row in ours else row.server
         lines.append(
             f"| {name} | {row.concurrency} | {row.rps:.1f} | {row.pct(50):.0f} | "
-            f"{row.pct(99):.0f} | {row.errors} | {row.rps / alone[16][0]:.0%} |"
+            f"{row.pct(99):.0f} | {row.errors} | {row.rps / alone[16].images_per_s:.0%} |"
         )
     lines += [
         "",
-        f"The compiled model alone in the same run: batch 1 {alone[1][0]:.1f} img/s "
-        f"({alone[1][1]:.1f} ms), batch 16 {alone[16][0]:.1f} img/s.",
+        f"The compiled model alone in the same run: batch 1 {alone[1].images_per_s:.1f} img/s "
+        f"({alone[1].ms_per_call:.1f} ms), batch 16 {alone[16].images_per_s:.1f} img/s.",
     ]
     out = args.out or ROOT / "bench" / "RESULTS.md"
     text = "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import ROOT, TF_THREADS, Row, drive, load_posters, machine, server
+from bench.run import ROOT, TF_THREADS, Row, drive, load_posters, machine, model_alone, server
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         spots = hot_spots(raw) if raw.exists() else []
         loop_spots = main_thread_inclusive(raw) if raw.exists() else []
 
+    alone = model_alone(shipped, (16,))[16]
+    cores = len(os.sched_getaffinity(0))
     by_group: collections.Counter[str] = collections.Counter()
     for tid, (name, cpu) in after.items():
         by_group[group(tid, process.pid, name)] += cpu - before.get(tid, (name, 0.0))[1]
@@ -152,6 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| `{name}` | {cpu:.1f} | {cpu / total:.0%} | {cpu / max(requests, 1) * 1000:.2f} |"
         )
+    per_request = (total + client_cpu) / max(requests, 1) * 1000
+    ceiling = cores * 1000 / per_request
+    lines += [
+        "",
+        f"The compiled model alone at batch 16, same run: {alone.images_per_s:.1f} img/s with "
+        f"{alone.cores:.2f} cores busy, {alone.cpu_ms_per_image:.1f} ms of CPU per image.",
+        "",
+        f"**The ceiling on {cores} cores**: every request costs {per_request:.1f} ms of CPU in all "
+        f"(server threads and the load client), so even with every core busy all the time "
+        f"{cores} cores answer at most {ceiling:.0f} req/s = {ceiling / alone.images_per_s:.0%} of "
+        f"the model alone at batch 16; measured here {requests / wall:.1f} req/s = "
+        f"{requests / wall / alone.images_per_s:.0%} of it, "
+        f"{requests / wall / ceiling:.0%} of the ceiling.",
+    ]
     if spots:
         lines += [
             "",

@@ -33,6 +33,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench import loadclient
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "Multi_Label_dataset"
 STAGES = ("decode", "preprocess", "queue", "inference")
@@ -141,33 +143,41 @@ for size in sizes:
     inputs = np.random.default_rng(0).random((size, 400, 400, 3), dtype=np.float32)
     for _ in range(3):
         classifier.predict(inputs)
-    calls, started = 0, time.perf_counter()
+    calls, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         classifier.predict(inputs)
         calls += 1
     elapsed = time.perf_counter() - started
-    rates[size] = [calls * size / elapsed, elapsed / calls * 1000]
+    cores = (time.process_time() - cpu) / elapsed
+    rates[size] = [calls * size / elapsed, elapsed / calls * 1000, cores]
 print(json.dumps(rates))
 """
 
 
+@dataclass(frozen=True)
+class Alone:
+    """The compiled model alone at one batch size."""
+
+    images_per_s: float
+    ms_per_call: float
+    cores: float  # CPU time / wall time while it ran
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        return self.cores * 1000 / self.images_per_s
+
+
 def model_alone(
     model_dir: Path, sizes: tuple[int, ...] = (1, 16), seconds: float = 5.0
-) -> dict[int, tuple[float, float]]:
-    """The compiled model alone, float32 inputs already in memory, at each batch size: (images/s,
-    ms per call). A fresh process with the servers' TensorFlow thread settings, nothing else."""
+) -> dict[int, Alone]:
+    """The compiled model alone, float32 inputs already in memory, at each batch size. A fresh
+    process with the servers' TensorFlow thread settings, nothing else."""
     env = {**os.environ, **TF_THREADS, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    argv = [
-        sys.executable,
-        "-c",
-        _MODEL_ALONE,
-        str(model_dir),
-        json.dumps(list(sizes)),
-        str(seconds),
-    ]
+    argv = [sys.executable, "-c", _MODEL_ALONE, str(model_dir), json.dumps(list(sizes))]
+    argv.append(str(seconds))
     output = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     rates = json.loads(output.stdout.strip().splitlines()[-1])
-    return {int(size): (rate[0], rate[1]) for size, rate in rates.items()}
+    return {int(size): Alone(*rate) for size, rate in rates.items()}
 
 
 @contextmanager
@@ -211,31 +221,9 @@ def server(
 async def drive(
     url: str, posters: list[bytes], concurrency: int, duration_s: float, row: Row
 ) -> None:
-    """Closed loop: `concurrency` clients, each posting its next poster when answered."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        end = time.monotonic() + duration_s
-
-        async def one_client(offset: int) -> None:
-            i = offset
-            while time.monotonic() < end:
-                data = posters[i % len(posters)]
-                i += concurrency
-                started = time.monotonic()
-                try:
-                    answer = await client.post(url, files={"file": ("p.jpg", data, "image/jpeg")})
-                except httpx.TimeoutException:
-                    row.timeouts += 1
-                    continue
-                except httpx.TransportError:
-                    row.connection_errors += 1
-                    await asyncio.sleep(0.05)
-                    continue
-                row.statuses[answer.status_code] = row.statuses.get(answer.status_code, 0) + 1
-                if answer.status_code == 200:
-                    row.latencies.append(time.monotonic() - started)
-
-        await asyncio.gather(*(one_client(k) for k in range(concurrency)))
+    """Closed loop: `concurrency` clients, each posting its next poster when answered (the lean
+    client of bench/loadclient.py, so the client's CPU takes little from the server's cores)."""
+    await loadclient.drive(url, posters, concurrency, duration_s, row)
 
 
 def stage_sums(port: int) -> dict[str, tuple[float, float]]:
@@ -343,7 +331,7 @@ def model_share_lines(rows: list[Row], alone: dict[int, tuple[float, float]]) ->
         "The compiled model alone in the same run, same model file and thread settings (float32 "
         "inputs already in memory; "
         + ", ".join(
-            f"batch {b}: {alone[b][0]:.1f} img/s, {alone[b][1]:.1f} ms a call"
+            f"batch {b}: {alone[b].images_per_s:.1f} img/s, {alone[b].ms_per_call:.1f} ms a call"
             for b in sorted(alone)
         )
         + "):",
@@ -355,8 +343,9 @@ def model_share_lines(rows: list[Row], alone: dict[int, tuple[float, float]]) ->
             continue
         lines.append(
             f"- ours at concurrency {r.concurrency}: {r.rps:.1f} req/s = "
-            f"{r.rps / alone[best][0]:.0%} of the model alone at batch {best}; p50 {r.pct(50):.1f} ms"
-            + (f" (model alone at batch 1: {alone[1][1]:.1f} ms)" if 1 in alone else "")
+            f"{r.rps / alone[best].images_per_s:.0%} of the model alone at batch {best}; "
+            f"p50 {r.pct(50):.1f} ms"
+            + (f" (model alone at batch 1: {alone[1].ms_per_call:.1f} ms)" if 1 in alone else "")
         )
     return lines
 
@@ -366,7 +355,7 @@ def report(
     soak_result: dict[str, float] | None,
     posters: str,
     quick: bool,
-    alone: dict[int, tuple[float, float]] | None = None,
+    alone: dict[int, Alone] | None = None,
 ) -> str:
     lines = [
         "# Benchmark results",

@@ -135,20 +135,24 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "The compiled model alone (float32 inputs in memory, same threads):",
         "",
-        "| batch | img/s | ms a call |",
-        "|---:|---:|---:|",
-        *(f"| {b} | {alone[b][0]:.1f} | {alone[b][1]:.1f} |" for b in BUCKETS),
+        "| batch | img/s | ms a call | cores busy | CPU ms per image |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {b} | {a.images_per_s:.1f} | {a.ms_per_call:.1f} | {a.cores:.2f} | "
+            f"{a.cpu_ms_per_image:.1f} |"
+            for b, a in sorted(alone.items())
+        ),
         "",
     ]
     after16 = means["after", 16][0]
     lines.append(
-        f"- concurrency 16: {after16:.1f} req/s = {after16 / alone[16][0]:.0%} of the model alone "
-        f"at batch 16 (before: {means['before', 16][0] / alone[16][0]:.0%})."
+        f"- concurrency 16: {after16:.1f} req/s = {after16 / alone[16].images_per_s:.0%} of the model alone "
+        f"at batch 16 (before: {means['before', 16][0] / alone[16].images_per_s:.0%})."
     )
     if 1 in args.concurrency:
         lines.append(
             f"- concurrency 1: p50 {means['after', 1][1]:.1f} ms vs the model alone at batch 1 "
-            f"{alone[1][1]:.1f} ms + 5 ms = {alone[1][1] + 5:.1f} ms "
+            f"{alone[1].ms_per_call:.1f} ms + 5 ms = {alone[1].ms_per_call + 5:.1f} ms "
             f"(before: {means['before', 1][1]:.1f} ms)."
         )
     if 64 in args.concurrency:
