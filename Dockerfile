@@ -1,4 +1,4 @@
-# docker build -t poster-genres:2.0.0 .   (or: docker compose build)
+# docker build -t poster-genres:2.1.0 .   (or: docker compose build)
 # No "# syntax=" line: BuildKit would fetch a frontend image from a registry for it. Builds with
 # BuildKit and with the legacy builder (DOCKER_BUILDKIT=0) alike, needing only the base image,
 # PyPI and Debian's mirror. Pin the base by digest where you can resolve one:
@@ -59,7 +59,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     POSTER_SHUTDOWN_GRACE_S=20
 ENV POSTER_MODEL_VERSION=${MODEL_VERSION}
 LABEL org.opencontainers.image.title=poster-genres \
-      org.opencontainers.image.version=2.0.0 \
+      org.opencontainers.image.version=2.1.0 \
       poster-genres.model-version=${MODEL_VERSION}
 WORKDIR /srv
 USER 10001

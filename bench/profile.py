@@ -79,10 +79,13 @@ def main_thread_inclusive(raw: Path, top: int = 15) -> list[tuple[str, int]]:
     """The event loop's own code (app/, starlette, fastapi, uvicorn, h11, multipart, pydantic),
     by inclusive samples: what each function costs with everything it calls."""
     wanted = re.compile(
-        r"/(app|starlette|fastapi|uvicorn|h11|multipart|python_multipart|pydantic)/"
+        r"[(/](app|starlette|fastapi|uvicorn|h11|multipart|python_multipart|pydantic)/"
     )
+    # The frames around the whole loop (the server's main, uvicorn's runner) hold every sample.
+    everything = re.compile(r"app/__main__\.py|uvicorn/(_compat|server|main)\.py")
     counts: collections.Counter[str] = collections.Counter()
     for thread, frames, count in stacks(raw):
+        frames = [f for f in frames if not everything.search(f)]
         if "MainThread" not in thread:
             continue
         for frame in {f for f in frames if wanted.search(f)}:

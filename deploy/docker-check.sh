@@ -5,12 +5,12 @@
 # BuildKit (DOCKER_BUILDKIT=0 for the legacy builder; BOTH_BUILDERS=1 builds with each), then
 # deploy/docker_check.py runs it with docker-compose.yml's restrictions, waits for healthy,
 # predicts a real poster, compares with the venv's scorer and stops it within the grace.
-#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.0.0  MODEL_VERSION=(the Dockerfile's default)
+#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.1.0  MODEL_VERSION=(the Dockerfile's default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 PYTHON=${PYTHON:-.venv/bin/python}
-IMAGE=${IMAGE:-poster-genres:2.0.0}
+IMAGE=${IMAGE:-poster-genres:2.1.0}
 MODEL_VERSION=${MODEL_VERSION:-$(sed -n 's/^ARG MODEL_VERSION=//p' Dockerfile)}
 # shellcheck source=deploy/engine.sh
 source deploy/engine.sh

@@ -2,12 +2,12 @@
 # make replicas-check: 3 replicas of the image behind nginx on one machine, under load, while one
 # is stopped, one killed, and all are replaced by the other model version (deploy/replicas_check.py
 # says what is checked). Builds the images it needs (cached after the first run).
-#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.0.0
+#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.1.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 PYTHON=${PYTHON:-.venv/bin/python}
-IMAGE=${IMAGE:-poster-genres:2.0.0}
+IMAGE=${IMAGE:-poster-genres:2.1.0}
 MODEL_VERSION=$(sed -n 's/^ARG MODEL_VERSION=//p' Dockerfile)
 # The other version in the store (the rolling replacement's target): the previous one.
 OTHER_VERSION=${OTHER_VERSION:-$(git ls-files model_store/poster-genres | cut -d/ -f3 | sort -u \

@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -23,11 +25,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[str], log: IO[str], timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.stderr.read()}")  # type: ignore[union-attr]  # stderr is piped
+            log.seek(0)
+            raise AssertionError(f"server exited early: {log.read()}")
         try:
             if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
                 return
@@ -65,17 +70,19 @@ def running_service(
         **(env or {}),
     }
     argv = [*prefix, sys.executable, "-m", "app"]
-    process = subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
-        yield RunningService(url, port, process)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stderr.close()  # type: ignore[union-attr]  # stderr is piped
+    # The log goes to a file, not a pipe: an unread pipe fills after ~64 KB of access-log lines and
+    # then blocks the server's event loop on its next log write (every request stalls).
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=log, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process, log)
+            yield RunningService(url, port, process)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()

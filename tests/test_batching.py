@@ -256,13 +256,12 @@ def test_a_second_image_within_the_wait_joins_the_first_when_it_was_announced() 
     assert model.batches == [[1.0, 2.0]]
 
 
-@pytest.mark.parametrize("incoming", [0, -1])
-def test_an_image_alone_runs_at_once_when_nothing_else_is_on_its_way(incoming: int) -> None:
-    model = RecordingModel()
+def seconds_for_one_image(model: RecordingModel, max_wait_s: float, incoming: int) -> float:
+    """How long one image, submitted alone, takes to be answered."""
 
     async def scenario() -> float:
         batcher = MicroBatcher(
-            model, max_batch=4, max_wait_s=2.0, max_queue=8, incoming=lambda: incoming
+            model, max_batch=4, max_wait_s=max_wait_s, max_queue=8, incoming=lambda: incoming
         )
         batcher.start()
         started = time.monotonic()
@@ -271,25 +270,21 @@ def test_an_image_alone_runs_at_once_when_nothing_else_is_on_its_way(incoming: i
         await batcher.stop()
         return elapsed
 
-    assert run(scenario()) < 1.0  # not the 2 s wait for company
+    return run(scenario())
+
+
+@pytest.mark.parametrize("incoming", [0, -1])
+def test_an_image_alone_runs_at_once_when_nothing_else_is_on_its_way(incoming: int) -> None:
+    model = RecordingModel()
+    assert seconds_for_one_image(model, 2.0, incoming) < 1.0  # not the 2 s wait for company
     assert model.batches == [[1.0]]
 
 
 def test_company_is_awaited_only_while_it_is_announced() -> None:
-    """Two images announced, one arrives: the wait lasts its full length (nothing says the
-    other will not come), then the one that came runs alone."""
+    """Another image announced but never arriving: the wait lasts its full length (nothing says
+    the other will not come), then the one that came runs alone."""
     model = RecordingModel()
-
-    async def scenario() -> float:
-        batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.3, max_queue=8, incoming=lambda: 1)
-        batcher.start()
-        started = time.monotonic()
-        await batcher.submit(image(1), 5)
-        elapsed = time.monotonic() - started
-        await batcher.stop()
-        return elapsed
-
-    assert run(scenario()) >= 0.29
+    assert seconds_for_one_image(model, 0.3, 1) >= 0.29
     assert model.batches == [[1.0]]
 
 

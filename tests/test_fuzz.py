@@ -71,7 +71,8 @@ def _fuzz_every_operation(app: FastAPI) -> None:
         check()
     assert examples["POST /predict"] >= 100
     assert examples["POST /predict/batch"] >= 100
-    assert len(examples) == 8
+    assert examples["POST /explain"] >= 100
+    assert len(examples) == 9
 
 
 def _seed_images() -> list[bytes]:
