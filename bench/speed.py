@@ -22,9 +22,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.run import ROOT, Row, drive, load_posters, machine, measure, model_alone, server
-
-BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16)
+from bench.run import (
+    ROOT,
+    SERVICE_BATCH_SIZES,
+    Row,
+    drive,
+    load_posters,
+    machine,
+    measure,
+    model_alone,
+    server,
+)
 
 
 async def explain_loop(url: str, posters: list[bytes], rate: float, until: float) -> list[int]:
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
             )
-    alone = model_alone(shipped, BUCKETS)
+    alone = model_alone(shipped, SERVICE_BATCH_SIZES)
 
     lines = [
         "# Serving speed: this tree vs an earlier commit vs the model alone, one run",
