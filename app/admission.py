@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,10 +25,9 @@ GUARDED_PATHS = ("/predict", "/predict/batch", "/explain")
 
 
 def route_path(scope: Scope) -> str:
-    """The path the router matches: without the root path a proxy prefix adds (--root-path)."""
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] or "/" if root and path.startswith(root) else path
+    """The path the router matches: without the root path a proxy prefix adds (--root-path).
+    Starlette's own function, so the check and the router never disagree on a path."""
+    return get_route_path(scope)
 
 
 def offered_key(headers: Headers) -> str | None:

@@ -15,6 +15,7 @@ from app.errors import (
     InferenceFailed,
     InvalidParameter,
     MissingFile,
+    NotSupported,
     ServiceUnavailable,
     TooManyFiles,
     Unauthorized,
@@ -43,6 +44,7 @@ STATUS_OF: dict[type[PosterGenresError], int] = {
     InvalidParameter: 422,
     ClientDisconnected: 499,
     InferenceFailed: 500,
+    NotSupported: 501,
     ModelStoreError: 503,
     ServiceUnavailable: 503,
 }

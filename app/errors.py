@@ -50,5 +50,11 @@ class ClientDisconnected(PosterGenresError):
     code = "client_disconnected"
 
 
+class NotSupported(PosterGenresError):
+    """The served model cannot do this (e.g. explanations for a head without a feature map)."""
+
+    code = "not_supported"
+
+
 class InferenceFailed(PosterGenresError):
     code = "inference_failed"

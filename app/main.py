@@ -62,7 +62,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # The one line an operator needs; then startup fails and the process exits non-zero.
             logger.critical("cannot serve: %s", exc)
             raise SystemExit(f"cannot serve: {exc}") from None
-    explainer = GenreExplainer(classifier.loaded)  # the same loaded model, for /explain
+    try:
+        explainer: GenreExplainer | None = GenreExplainer(classifier.loaded)  # same loaded model
+    except ValueError as exc:  # a model without a feature map or a sigmoid head: predict only
+        logger.warning("/explain is not available for this model: %s", exc)
+        explainer = None
     service = PredictionService(classifier, settings, app.state.metrics, explainer)
     await service.start()
     app.state.service = service

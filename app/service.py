@@ -17,7 +17,13 @@ import numpy as np
 
 from app.batching import MicroBatcher
 from app.config import Settings
-from app.errors import DeadlineExceeded, InvalidParameter, Overloaded, ServiceUnavailable
+from app.errors import (
+    DeadlineExceeded,
+    InvalidParameter,
+    NotSupported,
+    Overloaded,
+    ServiceUnavailable,
+)
 from app.metrics import ServiceMetrics
 from app.schemas import (
     ExplainTimings,
@@ -48,7 +54,7 @@ class PredictionService:
         classifier: GenreClassifier,
         settings: Settings,
         metrics: ServiceMetrics,
-        explainer: GenreExplainer,
+        explainer: GenreExplainer | None,
     ) -> None:
         self.classifier = classifier
         self.explainer = explainer
@@ -77,7 +83,8 @@ class PredictionService:
 
     async def start(self) -> None:
         self.batcher.start()
-        await self.batcher.run_alone(self.explainer.warm_up, timeout_s=300)
+        if self.explainer is not None:
+            await self.batcher.run_alone(self.explainer.warm_up, timeout_s=300)
         self.status = "ok"
 
     def drain(self) -> None:
@@ -212,6 +219,9 @@ class PredictionService:
     async def explain(self, data: bytes, genre: str | None) -> Explanation:
         """Where the evidence for `genre` (default: the most probable) lies in one poster."""
         index = self.check_genre(genre)
+        explainer = self.explainer
+        if explainer is None:
+            raise NotSupported("This model version cannot explain its answers; /predict works.")
         self._admit()
         if self.explanations_full:
             raise Overloaded("Too many explanations are in progress; retry shortly.")
@@ -220,7 +230,7 @@ class PredictionService:
         try:
             decoded, pixels, decode_s, preprocess_s = await self._decode_in_time(data, started)
             genre_map, queue_s, explain_s = await self.batcher.run_alone(
-                lambda: self.explainer.explain(pixels, index), self._remaining_s(started)
+                lambda: explainer.explain(pixels, index), self._remaining_s(started)
             )
             drawn = time.perf_counter()
             async with self._decode_slots:

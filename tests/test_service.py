@@ -66,3 +66,54 @@ def test_a_request_cancelled_while_waiting_for_a_decode_slot_is_never_decoded(
 
     asyncio.run(scenario())
     assert decoded == [b"first"]
+
+
+def test_a_client_leaving_while_its_work_runs_is_client_disconnected_not_a_crash() -> None:
+    """unless_client_leaves: the disconnect arrives while the work is still running; the work is
+    cancelled (its cleanup runs) and the route raises ClientDisconnected (499), never the
+    InvalidStateError of asking a just-cancelled task for its result."""
+    from app.errors import ClientDisconnected
+    from app.routes.predict import unless_client_leaves
+
+    cleaned: list[bool] = []
+
+    class LeavingRequest:
+        @staticmethod
+        async def receive() -> dict[str, str]:
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+    async def slow_work() -> str:
+        try:
+            await asyncio.sleep(5)
+            return "done"
+        finally:
+            cleaned.append(True)
+
+    async def scenario() -> None:
+        with pytest.raises(ClientDisconnected):
+            await unless_client_leaves(LeavingRequest(), slow_work())  # type: ignore[arg-type]  # a stand-in
+
+    asyncio.run(scenario())
+    assert cleaned == [True]
+
+
+def test_a_model_the_explainer_cannot_read_still_serves_predictions(
+    tiny_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    import app.main as main_module
+    from app.main import create_app
+    from tests.conftest import poster_bytes
+
+    def refuse(loaded: object) -> None:
+        raise ValueError("no spatial feature map to explain")
+
+    monkeypatch.setattr(main_module, "GenreExplainer", refuse)
+    with TestClient(create_app(make_settings(tiny_store))) as client:
+        poster = {"file": ("p.jpg", poster_bytes())}
+        assert client.post("/predict", files=poster).status_code == 200
+        answer = client.post("/explain", files=poster)
+        assert answer.status_code == 501
+        assert answer.json()["error"]["code"] == "not_supported"

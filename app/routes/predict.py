@@ -83,6 +83,9 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
         if not task.done():  # the client left, or this request itself was cancelled
             task.cancel()
+            # A task is cancelled only once the loop has run it again; until then `cancelled()`
+            # is False and `result()` raises InvalidStateError (a 500 instead of the 499).
+            await asyncio.wait({task})
     if task.cancelled():
         raise ClientDisconnected("The client went away.")
     return task.result()

@@ -19,6 +19,7 @@ let genres = {};
 let lastFile = null;
 let posterUrl = null;
 let shownGenre = null;
+let heatmapRequest = 0; // answers to an older click or an older poster are dropped
 
 function say(text, isError) {
   $("message").textContent = text;
@@ -128,6 +129,7 @@ async function toggleHeatmap(genre, button) {
     showPoster();
     return;
   }
+  const asked = ++heatmapRequest;
   const form = new FormData();
   form.append("file", lastFile);
   say("Looking for " + genre + " in the poster…");
@@ -141,9 +143,12 @@ async function toggleHeatmap(genre, button) {
     });
     body = await answer.json();
   } catch (error) {
-    say("The service cannot be reached. Check your connection and try again.", true);
+    if (asked === heatmapRequest) {
+      say("The service cannot be reached. Check your connection and try again.", true);
+    }
     return;
   }
+  if (asked !== heatmapRequest) return;
   if (!answer.ok) {
     const code = body && body.error ? body.error.code : "";
     say(FRIENDLY[code] || (body && body.error ? body.error.message : "Something went wrong."), true);
@@ -160,6 +165,7 @@ async function toggleHeatmap(genre, button) {
 }
 
 async function send(file) {
+  heatmapRequest++;
   lastFile = file;
   if (posterUrl) URL.revokeObjectURL(posterUrl);
   posterUrl = URL.createObjectURL(file);
