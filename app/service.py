@@ -181,9 +181,7 @@ class PredictionService:
         if self.saturated:
             raise Overloaded("Too many images are being processed; retry shortly.")
 
-    async def _decode_in_time(
-        self, data: bytes, started: float
-    ) -> tuple[DecodedPoster, np.ndarray, float, float]:
+    async def _decode_in_time(self, data: bytes) -> tuple[DecodedPoster, np.ndarray, float, float]:
         self._admitted += 1
         try:
             return await asyncio.wait_for(self._decode(data), self.settings.request_deadline_s)
@@ -201,7 +199,7 @@ class PredictionService:
         k = self.check_top_k(top_k)
         self._admit()
         started = time.perf_counter()
-        decoded, model_input, decode_s, preprocess_s = await self._decode_in_time(data, started)
+        decoded, model_input, decode_s, preprocess_s = await self._decode_in_time(data)
         result = await self.batcher.submit(model_input, self._remaining_s(started))
         decision = self.classifier.decide(result.probabilities, k)
         stages = {
@@ -228,7 +226,7 @@ class PredictionService:
         started = time.perf_counter()
         self._explaining += 1
         try:
-            decoded, pixels, decode_s, preprocess_s = await self._decode_in_time(data, started)
+            decoded, pixels, decode_s, preprocess_s = await self._decode_in_time(data)
             genre_map, queue_s, explain_s = await self.batcher.run_alone(
                 lambda: explainer.explain(pixels, index), self._remaining_s(started)
             )

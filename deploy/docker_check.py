@@ -3,9 +3,9 @@
     python deploy/docker_check.py IMAGE MODEL_VERSION
 
 Healthy, then one real poster posted to /predict: its probabilities must equal the tested venv's
-for the same file and model version (`python -m scorer`, same code, same lock) at the 4 decimals
-the service shows; the unrounded float32 probabilities, computed inside the image and in the venv by
-the same few lines, must be bit-identical; then `docker stop` must end it within the compose file's
+for the same file and model version (same code, same lock) at the 4 decimals the service shows; the
+unrounded float32 probabilities, computed inside the image and in the venv by the same few lines,
+must be bit-identical; then `docker stop` must end it within the compose file's
 stop grace. Prints the figures; exit 1 on
 any failure. Every container it starts is removed.
 """
@@ -17,7 +17,6 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -73,27 +72,6 @@ def predict(port: int, poster: Path) -> dict[str, object]:
         return result
 
 
-def local_probabilities(poster: Path, version: str) -> dict[str, float]:
-    """The tested venv's answer for the same poster and model version, without a server."""
-    with tempfile.TemporaryDirectory() as work:
-        out = Path(work) / "scored.jsonl"
-        model_dir = PROJECT / "model_store" / "poster-genres" / version
-        command = [sys.executable, "-m", "scorer", "-", "--list", "--out", str(out), "--quiet"]
-        command += ["--batch-size", "1", "--model-dir", str(model_dir)]
-        subprocess.run(
-            command,
-            input=f"{poster}\n",
-            text=True,
-            cwd=PROJECT,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        row = json.loads(out.read_text().splitlines()[0])
-    probabilities: dict[str, float] = row["probabilities"]
-    return probabilities
-
-
 # The same lines inside the image and in the venv: the model's float32 answer, as exact hex floats.
 EXACT = """
 import json, sys
@@ -105,21 +83,23 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.preprocessing import poster_to_input
 classifier = GenreClassifier(load_version(Path(sys.argv[1])), max_batch=1)
 row = classifier.predict(poster_to_input(Path(sys.argv[2]).read_bytes())[None])[0]
-print(json.dumps([float(p).hex() for p in row]))
+print(json.dumps({"genres": classifier.genres, "hex": [float(p).hex() for p in row]}))
 """
 
 
-def exact_in_venv(poster: Path, version: str) -> list[str]:
+def exact_in_venv(poster: Path, version: str) -> dict[str, list[str]]:
     model_dir = PROJECT / "model_store" / "poster-genres" / version
     result = subprocess.run(
         [sys.executable, "-c", EXACT, str(model_dir), str(poster)],
         cwd=PROJECT, capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
-    values: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    values: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
     return values
 
 
-def exact_in_image(image: str, service: dict[str, object], poster: Path, version: str) -> list[str]:
+def exact_in_image(
+    image: str, service: dict[str, object], poster: Path, version: str
+) -> dict[str, list[str]]:
     """The same computation in a one-off container with the service's restrictions, no network."""
     flags = run_flags(service, publish=False)
     if "--restart" in flags:  # a one-off container is removed, not restarted
@@ -132,7 +112,7 @@ def exact_in_image(image: str, service: dict[str, object], poster: Path, version
         f"/srv/model_store/poster-genres/{version}", "/check/poster.jpg",
         timeout=300,
     )  # fmt: skip
-    values: list[str] = json.loads(output.strip().splitlines()[-1])
+    values: dict[str, list[str]] = json.loads(output.strip().splitlines()[-1])
     return values
 
 
@@ -181,23 +161,25 @@ def main() -> int:
               f"{[p['genre'] for p in answer['predicted']]}")  # type: ignore[attr-defined]  # fmt: skip
         if answer["version"] != version:
             failures.append(f"served version {answer['version']}, expected {version}")
-        local = local_probabilities(poster, version)
+        outside = exact_in_venv(poster, version)
+        local = {
+            g: float.fromhex(p) for g, p in zip(outside["genres"], outside["hex"], strict=True)
+        }
         if list(local) != list(served):
             failures.append("the image and the venv list different genres")
         worst = max(abs(local[g] - served[g]) for g in served)
         same = all(round(local[g], DECIMALS) == served[g] for g in served)
         print(
-            f"   vs the venv's scorer: largest difference {worst:.1e} (rounding: "
+            f"   vs the venv: largest difference {worst:.1e} (rounding: "
             f"{0.5 * 10**-DECIMALS:.0e}); rounded to {DECIMALS} decimals "
             + ("all 25 equal" if same else "NOT all equal")
         )
         if worst > TOLERANCE:
             failures.append(f"probabilities differ from the venv's by {worst:.2e} > {TOLERANCE}")
         inside = exact_in_image(image, service, poster, version)
-        outside = exact_in_venv(poster, version)
-        identical = sum(a == b for a, b in zip(inside, outside, strict=True))
-        print(f"   unrounded float32, image vs venv: {identical} of {len(outside)} bit-identical")
-        if identical != len(outside):
+        identical = sum(a == b for a, b in zip(inside["hex"], outside["hex"], strict=True))
+        print(f"   unrounded float32, image vs venv: {identical} of {len(local)} bit-identical")
+        if inside["genres"] != outside["genres"] or identical != len(local):
             failures.append("the image's unrounded probabilities differ from the venv's")
         drift = lock_drift()
         print("   venv vs requirements.lock: " + (", ".join(drift) if drift else "same versions"))

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from poster_genres.artifact import LoadedModel
 from poster_genres.errors import PosterGenresError
 from poster_genres.explain import GenreExplainer
-from poster_genres.heatmap import overlay
+from poster_genres.heatmap import overlay, png_bytes
 from poster_genres.preprocessing import decode_poster, to_model_pixels
 
 
@@ -36,6 +36,6 @@ def write_heatmaps(
         genre_map = explainer.explain(to_model_pixels(decoded.image))
         out = heatmap_path(folder, name, loaded.genres[genre_map.genre_index])
         out.parent.mkdir(parents=True, exist_ok=True)
-        overlay(decoded.image, genre_map.grid).save(out, format="PNG", compress_level=3)
+        out.write_bytes(png_bytes(overlay(decoded.image, genre_map.grid)))
         written += 1
     return written

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from poster_genres.preprocessing import pixels_to_input
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "Multi_Label_dataset"
 FRACTION = 0.2
@@ -96,7 +98,7 @@ def top_cells(grid: np.ndarray, fraction: float = FRACTION) -> np.ndarray:
 
 def masked(pixels: np.ndarray, grid_shape: tuple[int, int], cells: np.ndarray) -> np.ndarray:
     """The poster's float input with the given grid cells filled with its mean colour."""
-    image = pixels.astype(np.float32) / np.float32(255.0)
+    image = pixels_to_input(pixels)
     mean = image.reshape(-1, 3).mean(axis=0)
     rows, cols = grid_shape
     height, width = image.shape[:2]
@@ -122,7 +124,7 @@ def deletion(
         rng.choice(grid.size, size=count, replace=False) for _ in range(RANDOM_MASKS)
     ]
     batch = np.stack(
-        [pixels.astype(np.float32) / np.float32(255.0)]
+        [pixels_to_input(pixels)]
         + [
             masked(pixels, grid.shape, cells)
             for cells in masks  # type: ignore[arg-type]  # 2-D grid
@@ -225,7 +227,7 @@ def evaluate(version_dir: Path, posters: list[Path], seed: int = 0) -> Report:
     correlations = []
     for path in posters:
         pixels = to_model_pixels(decode_poster(path.read_bytes()).image)
-        first = explainer.explain(pixels, int(np.argmax(classifier.predict(pixels[None])[0])))
+        first = explainer.explain(pixels)  # the most probable genre
         genre = first.genre_index
         second_index = int(np.argsort(-first.probabilities)[1])
         second = explainer.explain(pixels, second_index)
