@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.run import ROOT, RssSampler, load_posters, machine, rss_mb
+from bench.run import ROOT, RssSampler, health_poller, load_posters, machine, rss_mb
 from tests.service_process import free_port
 
 KEY = "attack-bench-key-0123456789"
@@ -54,32 +53,6 @@ def service() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-@contextmanager
-def health_poller(url: str) -> Iterator[list[float]]:
-    """Polls /health every 50 ms from its own thread; yields the latencies (failures as inf)."""
-    latencies: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(timeout=5) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.get(f"{url}/health").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - started if ok else float("inf"))
-                time.sleep(0.05)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
-        yield latencies
-    finally:
-        done.set()
-        thread.join()
 
 
 def percentiles(latencies: list[float]) -> str:

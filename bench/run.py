@@ -183,6 +183,34 @@ def model_alone(
 
 
 @contextmanager
+def health_poller(url: str, timeout_s: float = 5.0) -> Iterator[list[float]]:
+    """Polls /health every 50 ms from its own thread (its own connection, no event loop shared with
+    load clients, whose scheduling would otherwise count as server latency); yields the
+    latencies, failures as inf."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=timeout_s) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = client.get(f"{url}/health").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started if ok else float("inf"))
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextmanager
 def server(
     kind: str, model_dir: Path, port: int, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:

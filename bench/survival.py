@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
-import time
 
 import httpx
 import numpy as np
 
-from bench.run import ROOT, Row, RssSampler, drive, load_posters, machine, rss_mb, server
+from bench.run import (
+    ROOT,
+    Row,
+    RssSampler,
+    drive,
+    health_poller,
+    load_posters,
+    machine,
+    rss_mb,
+    server,
+)
 
 SEQUENTIAL = 1000
 FLOOD_CONCURRENCY = 256
@@ -40,28 +48,11 @@ def sequential_soak(url: str, pid: int, posters: list[bytes]) -> dict[str, float
 
 
 def health_while_flooded(base: str, posters: list[bytes]) -> tuple[list[float], Row]:
-    """Poll /health from its own thread (its own connection, no shared event loop with the flood
-    clients, whose scheduling would otherwise be counted as server latency)."""
+    """/health latencies (answered ones) while the flood runs."""
     row = Row("flood", "ours", FLOOD_CONCURRENCY, FLOOD_SECONDS)
-    latencies: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not done.is_set():
-                started = time.perf_counter()
-                if client.get(f"{base}/health").status_code == 200:
-                    latencies.append(time.perf_counter() - started)
-                time.sleep(0.05)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
+    with health_poller(base, timeout_s=10) as latencies:
         asyncio.run(drive(f"{base}/predict", posters, FLOOD_CONCURRENCY, FLOOD_SECONDS, row))
-    finally:
-        done.set()
-        poller.join()
-    return latencies, row
+    return [x for x in latencies if x != float("inf")], row
 
 
 def main() -> int:
