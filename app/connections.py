@@ -13,12 +13,19 @@ throughput here) and this subclass of its protocol, which adds:
 
 Every refusal is the service's JSON error shape, written directly to the socket (there may be no
 request yet to answer through h11), followed by `Connection: close`.
+
+Closing is lingering, as nginx's `lingering_close`: a socket closed while the client's bytes are
+still unread makes the kernel send a reset, which can destroy the answer on its way (a 431 or a
+413 sent while the client is still uploading). So every close the service makes (its own refusals
+and uvicorn's after `Connection: close`) sends FIN after the answer, reads and drops whatever the
+client still sends, and closes when the client does or after `LINGER_S`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import h11
@@ -31,6 +38,8 @@ _REASONS = {
     503: "Service Unavailable",
 }
 
+
+LINGER_S = 2.0
 
 HEADERS_MESSAGE = "The request headers took too long to arrive."
 BODY_MESSAGE = "The request body stopped arriving or took too long."
@@ -48,6 +57,66 @@ def raw_error(status: int, code: str, message: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+class _LingeringTransport(asyncio.Transport):
+    """The transport uvicorn and the app are given: the same socket, but `close()` lingers."""
+
+    def __init__(self, transport: asyncio.Transport, linger: Callable[[], None]) -> None:
+        super().__init__()
+        self._transport = transport
+        self._linger = linger
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._linger()
+
+    def is_closing(self) -> bool:
+        return self._closed or self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._transport.writelines(list_of_data)
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def pause_reading(self) -> None:
+        if not self._closed:  # a lingering socket is drained to the end
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with header and body deadlines and a connection cap."""
 
@@ -63,24 +132,53 @@ class GuardedH11Protocol(H11Protocol):
         self._phase: str | None = None  # "headers" or "body" while a deadline runs
         self._body_ends_at = 0.0
         self._refused = False
+        self._socket: asyncio.Transport | None = None
+        self._lingering = False
+        self._linger_ends: asyncio.TimerHandle | None = None
+        self._close_at_once = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
+        self._socket = transport
         if len(self.connections) >= self.max_connections:
             self._refused = True
             transport.write(
                 raw_error(503, "overloaded", "Too many open connections; retry shortly.")
             )
-            transport.close()
+            self._close_lingering()
             return
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self._close_lingering))
         self._start_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._linger_ends is not None:
+            self._linger_ends.cancel()
         if not self._refused:  # a refused connection was never registered
             super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        self._close_at_once = True  # idle connections at shutdown have nothing left to read
+        super().shutdown()
+        self._close_at_once = False
+
+    def _close_lingering(self) -> None:
+        """Send FIN after what was written, drop what the client still sends, close when it
+        closes (asyncio closes the socket once `eof_received` returns) or after `LINGER_S`."""
+        socket = self._socket
+        if socket is None or self._lingering or socket.is_closing():
+            return
+        self._lingering = True
+        self._disarm()
+        if self._close_at_once or not socket.can_write_eof():
+            socket.close()
+            return
+        socket.write_eof()
+        socket.resume_reading()
+        self._linger_ends = self.loop.call_later(LINGER_S, socket.close)
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self.conn.their_state is h11.IDLE:
             if self._headers_too_large(data):
                 self._refuse(431, "headers_too_large", "The request headers are too large.")
@@ -130,7 +228,6 @@ class GuardedH11Protocol(H11Protocol):
         self._refuse(400, "bad_request", "The request is not valid HTTP/1.1.")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        self._disarm()
         self.transport.write(raw_error(status, code, message))
         self.transport.close()
 

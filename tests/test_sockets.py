@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -150,17 +151,19 @@ def test_a_body_trickled_byte_by_byte_is_cut_off_by_the_total_deadline(tiny_stor
     with serving(tiny_store, env) as address:
         with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(
-                b"POST /health/live HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
+                b"Content-Type: image/jpeg\r\n\r\n"
             )
             started = time.monotonic()
             with contextlib.suppress(OSError):
                 while time.monotonic() - started < 8:  # one byte every 0.5 s: never idle for 1 s
                     sock.send(b"x")
-                    time.sleep(0.5)
-            answer = read_until_closed(sock)
-        assert time.monotonic() - started < 5
-    head, _ = answer_of(answer)
-    assert b" 405 " in head.split(b"\r\n")[0] or head.startswith(b"HTTP/1.1 408 ")
+                    if select.select([sock], [], [], 0.5)[0]:
+                        break  # the answer has begun
+            answered_after = time.monotonic() - started
+            head, body = answer_of(read_until_closed(sock))
+    assert 2.0 < answered_after < 4
+    assert head.startswith(b"HTTP/1.1 408 ") and b"took too long" in body
 
 
 def test_a_stall_after_a_pipelined_request_still_meets_the_body_deadline(
@@ -266,3 +269,28 @@ def test_connections_over_the_cap_get_503_at_once(tiny_store: Path) -> None:
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_client_still_sending_after_a_431_reads_the_answer(
+    bounded_service: tuple[str, int],
+) -> None:
+    """Closing a socket with unread bytes makes the kernel send a reset, which can destroy the
+    answer before the client reads it: the server must stop writing, drain, then close."""
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        with contextlib.suppress(OSError):  # a reset here is what this test is about
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 2_000_000)
+        head, body = answer_of(read_until_closed(sock))
+    assert head.startswith(b"HTTP/1.1 431 ") and b'"code": "headers_too_large"' in body
+
+
+def test_a_client_still_uploading_after_a_413_reads_the_answer(
+    small_limit_service: tuple[str, int],
+) -> None:
+    with socket.create_connection(small_limit_service, timeout=10) as sock:
+        with contextlib.suppress(OSError):  # refused from the headers while the body keeps coming
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 2000000\r\n"
+                b"Content-Type: image/jpeg\r\n\r\n" + b"\xff" * 2_000_000
+            )
+        head, body = answer_of(read_until_closed(sock))
+    assert head.startswith(b"HTTP/1.1 413 ") and b'"code":"payload_too_large"' in body
