@@ -148,20 +148,19 @@ def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(
 
 def test_a_body_trickled_byte_by_byte_is_cut_off_by_the_total_deadline(tiny_store: Path) -> None:
     env = {"POSTER_BODY_IDLE_TIMEOUT_S": "1", "POSTER_BODY_TIMEOUT_S": "2.5"}
-    with serving(tiny_store, env) as address:
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
-                b"Content-Type: image/jpeg\r\n\r\n"
-            )
-            started = time.monotonic()
-            with contextlib.suppress(OSError):
-                while time.monotonic() - started < 8:  # one byte every 0.5 s: never idle for 1 s
-                    sock.send(b"x")
-                    if select.select([sock], [], [], 0.5)[0]:
-                        break  # the answer has begun
-            answered_after = time.monotonic() - started
-            head, body = answer_of(read_until_closed(sock))
+    with serving(tiny_store, env) as address, socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n"
+        )
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < 8:  # one byte every 0.5 s: never idle for 1 s
+                sock.send(b"x")
+                if select.select([sock], [], [], 0.5)[0]:
+                    break  # the answer has begun
+        answered_after = time.monotonic() - started
+        head, body = answer_of(read_until_closed(sock))
     assert 2.0 < answered_after < 4
     assert head.startswith(b"HTTP/1.1 408 ") and b"took too long" in body
 
