@@ -12,6 +12,7 @@ POSTER_SHUTDOWN_GRACE_S, and the process exits.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import sys
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from app.config import Settings, describe_settings_error, get_settings
+from poster_genres.runtime import run_command
 
 
 class DrainingServer(uvicorn.Server):
@@ -85,7 +87,8 @@ def serve(settings: Settings) -> int:
 
     import_tensorflow(verbose=settings.log_level == "DEBUG")
     from app.connections import guarded_protocol
-    from app.main import configure_logging, create_app, load_classifier
+    from app.logs import configure_logging
+    from app.main import create_app, load_classifier
     from poster_genres.errors import ModelStoreError
 
     configure_logging(settings.log_level)
@@ -110,12 +113,15 @@ def serve(settings: Settings) -> int:
         backlog=settings.max_connections,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through the service's non-blocking handler
         access_log=False,  # our middleware logs one structured line per request
     )
     server = DrainingServer(config, app, settings.drain_delay_s)
-    server.run()
+    # uvicorn re-raises Ctrl+C after its graceful shutdown; its own `uvicorn.run` ignores it too.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0 if server.started else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 from app.admission import AdmissionMiddleware
 from app.config import Settings, get_settings
 from app.error_handlers import domain_error_response, error_response, install_error_handlers
+from app.logs import configure_logging
 from app.metrics import ServiceMetrics
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.openapi import honest_openapi
@@ -76,11 +77,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.stop()
         app.state.service = None
     app.state.classifier = classifier
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("app").setLevel(level)
 
 
 def create_app(

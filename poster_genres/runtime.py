@@ -1,4 +1,5 @@
-"""Loading TensorFlow without its start-up chatter, for the command-line tools.
+"""For the command-line tools: loading TensorFlow without its start-up chatter, and ending on
+Ctrl+C with one line instead of a traceback.
 
 TensorFlow's native code prints oneDNN and absl lines on stderr at import, before any setting is
 read, so the only way to keep a CLI's output to what the user asked for is to hold file descriptor
@@ -10,6 +11,18 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
+from typing import NoReturn
+
+
+def run_command(main: Callable[[], int]) -> NoReturn:
+    """Exit with `main()`'s status; Ctrl+C ends it with status 130 and one line on stderr."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl+C)", file=sys.stderr)
+        status = 130
+    sys.exit(status)
 
 
 def import_tensorflow(*, verbose: bool = False) -> None:
@@ -29,6 +42,8 @@ def import_tensorflow(*, verbose: bool = False) -> None:
 
             # The first operation initialises the runtime, which prints its banner once more.
             tf.constant(1.0) + 1.0
+        except KeyboardInterrupt:
+            raise  # the user stopped it: TensorFlow's chatter would only hide that
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from poster_genres.runtime import run_command
 from scorer.inputs import OUTPUT_FORMATS, posters_in, posters_listed
 
 DEFAULT_STORE = Path(__file__).resolve().parent.parent / "model_store"
@@ -137,4 +138,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

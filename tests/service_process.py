@@ -47,6 +47,12 @@ class RunningService:
     url: str
     port: int
     process: subprocess.Popen[str]
+    log: IO[str]  # the process's stderr so far: seek(0) and read
+
+    def stderr(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
 
 
 @contextmanager
@@ -77,7 +83,7 @@ def running_service(
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, process, log)
-            yield RunningService(url, port, process)
+            yield RunningService(url, port, process, log)
         finally:
             if process.poll() is None:
                 process.terminate()

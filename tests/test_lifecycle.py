@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import poster_bytes
-from tests.service_process import running_service
+from tests.service_process import PROJECT, free_port, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +66,27 @@ def test_readiness_turns_503_while_the_listener_stays_open_for_the_drain_delay(
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/health/live", timeout=2)
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+
+
+def test_ctrl_c_stops_the_service_cleanly_without_a_traceback(tiny_store: Path) -> None:
+    with running_service(tiny_store) as service:
+        assert httpx.get(f"{service.url}/health/live", timeout=5).status_code == 200
+        service.process.send_signal(signal.SIGINT)
+        assert service.process.wait(timeout=15) == 0
+        log = service.stderr()
+    assert "Finished server process" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tiny_store: Path) -> None:
+    env = {**os.environ, "POSTER_MODEL_STORE": str(tiny_store), "POSTER_PORT": str(free_port())}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)  # importing TensorFlow
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "interrupted (Ctrl+C)"
+    assert "Traceback" not in stderr

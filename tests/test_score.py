@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,18 @@ def test_an_unwritable_explain_folder_is_refused_before_the_model_loads(
     result = run_without_tensorflow("scorer.__main__:main", argv)
     assert result.returncode == 2
     assert "--explain" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_ends_the_scorer_with_130_and_one_line(
+    folder: Path, tiny_version: Path, tmp_path: Path
+) -> None:
+    argv = [str(folder), "--out", str(tmp_path / "o.csv"), "--model-dir", str(tiny_version)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", *argv], cwd=PROJECT, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)  # importing TensorFlow
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted (Ctrl+C)"]

@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
+from poster_genres.runtime import run_command
 from training.recipes import ARCHITECTURES, DEFAULT_ARCH, RECIPES, check_recipe
 
 DEFAULT_DATA = Path("../shared/data/Multi_Label_dataset")
@@ -182,4 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)
