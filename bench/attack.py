@@ -1,11 +1,15 @@
 """Attack figures: what a hostile client can do to a running service (loopback only, bounded).
 
     .venv/bin/python -m bench.attack          # writes the "Attacks" section of bench/SURVIVAL.md
+    .venv/bin/python -m bench.attack --flood-against REV   # and the flood on commit REV, same run
 
 Starts `python -m app` with the shipped model and an API key, then, one after another:
 1. a slowloris: 300 connections trickling header bytes for 20 s;
 2. anonymous uploads: 30 clients announcing 63.9 MiB to /predict/batch without a key;
-3. decode amplification: small files that decode large (16-bit, RGBA and palette 4000x4000
+3. a body flood: 16 anonymous clients that never stop uploading whatever they are told, each
+   reconnecting as soon as its connection ends, for 15 s (the service drains a refused upload for
+   at most 2 s before closing, so its answer is not lost to a reset: this is what that costs);
+4. decode amplification: small files that decode large (16-bit, RGBA and palette 4000x4000
    PNGs, a progressive 16 MP JPEG, a 16,000,000x1 strip), one at a time;
 while polling /health from its own thread. Prints and records /health latency, the server's RSS
 and what each attacker got. Run it while nothing else runs on the machine.
@@ -13,23 +17,26 @@ and what each attacker got. Run it while nothing else runs on the machine.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from bench.run import ROOT, RssSampler, health_poller, load_posters, machine, rss_mb
+from bench.run import ROOT, RssSampler, checkout_of, health_poller, load_posters, machine, rss_mb
 from tests.service_process import free_port
 
 KEY = "attack-bench-key-0123456789"
@@ -37,11 +44,11 @@ SECTION = "## Attacks"
 
 
 @contextmanager
-def service() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def service(root: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "POSTER_HOST": "127.0.0.1", "POSTER_PORT": str(port)}
     env.update(POSTER_API_KEY=KEY, POSTER_LOG_LEVEL="WARNING", POSTER_DRAIN_DELAY_S="0")
-    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
+    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=root, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(360):
@@ -132,6 +139,76 @@ def anonymous_uploads(url: str, port: int, pid: int) -> dict[str, object]:
     }
 
 
+def body_flood(url: str, port: int, pid: int, seconds: float = 15.0) -> dict[str, object]:
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
+    chunk = b"\xff" * 65536
+    stop = threading.Event()
+    lifetimes: list[float] = []
+    answers: Counter[str] = Counter()
+    sent = [0]
+
+    def attacker() -> None:
+        while not stop.is_set():
+            opened = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(head)
+                    while not stop.is_set():
+                        sock.sendall(chunk)
+                        sent[0] += len(chunk)
+            except OSError:
+                pass
+            lifetimes.append(time.monotonic() - opened)
+
+    def probe() -> None:  # one flooding client that also reads what it was told
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with contextlib.suppress(OSError):
+                sock.sendall(head + chunk * 64)
+            answers[ended(sock)] += 1
+
+    cpu_before = cpu_seconds(pid)
+    posters, _ = load_posters(limit=5)
+    predicted = []
+    with health_poller(url) as latencies:
+        threads = [threading.Thread(target=attacker, daemon=True) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            probe()
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.post(
+                    f"{url}/predict",
+                    files={"file": ("p.jpg", posters[0])},
+                    headers={"X-API-Key": KEY},
+                    timeout=10,
+                )
+                predicted.append(answer.status_code)
+            time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    return {
+        "health": percentiles(latencies),
+        "predict": Counter(predicted),
+        "probes": answers,
+        "connections": len(lifetimes),
+        "median_connection_s": float(np.median(lifetimes)) if lifetimes else 0.0,
+        "sent_mb": sent[0] / 2**20,
+        "server_cpu_s": cpu_seconds(pid) - cpu_before,
+        "seconds": seconds,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def amplification_files() -> dict[str, bytes]:
     def png(image: Image.Image, **options: object) -> bytes:
         buffer = io.BytesIO()
@@ -165,6 +242,15 @@ def amplification(url: str, pid: int) -> list[tuple[str, int, int, float, float]
     return rows
 
 
+def describe_flood(flood: dict[str, Any]) -> str:
+    return (
+        f"{flood['connections']} connections lasting {flood['median_connection_s']:.2f} s "
+        f"(median), {flood['sent_mb']:,.0f} MiB sent; clients that read after uploading 4 MiB were "
+        f"told {dict(flood['probes'])}; server CPU {flood['server_cpu_s']:.1f} s; `/health` "
+        f"{flood['health']}; real `/predict` requests answered {dict(flood['predict'])}"
+    )
+
+
 def report(result: dict[str, Any], rows: list[tuple[str, int, int, float, float]]) -> str:
     lines = [
         SECTION,
@@ -181,6 +267,13 @@ def report(result: dict[str, Any], rows: list[tuple[str, int, int, float, float]
         f"{result['anonymous']['seconds']:.1f} s, server RSS +"
         f"{result['anonymous']['rss_growth_mb']:.0f} MB, `/health` "
         f"{result['anonymous']['health']}.",
+        f"- **Body flood**, 16 anonymous clients uploading without pause and reconnecting at once, "
+        f"{result['flood']['seconds']:.0f} s (each refused from the headers, then drained until "
+        f"closed): {describe_flood(result['flood'])}.",
+        *(
+            f"  The same flood, same run, against `{revision}`: {describe_flood(flood)}."
+            for revision, flood in result.get("flood_against", {}).items()
+        ),
         "- **Decode amplification**, one file at a time (peak RSS growth of the server):",
         "",
         "| file | size | status | peak RSS growth | time |",
@@ -193,14 +286,25 @@ def report(result: dict[str, Any], rows: list[tuple[str, int, int, float, float]
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.attack", description=__doc__)
+    parser.add_argument("--flood-against", metavar="REV", help="also flood this earlier commit")
+    args = parser.parse_args(argv)
     result: dict[str, Any] = {}
+    if args.flood_against:
+        with checkout_of(args.flood_against) as checkout, service(checkout) as (url, process):
+            port = int(url.rsplit(":", 1)[1])
+            flood = body_flood(url, port, process.pid)
+            result["flood_against"] = {args.flood_against: flood}
+            print("flood against", args.flood_against, flood, flush=True)
     with service() as (url, process):
         port = int(url.rsplit(":", 1)[1])
         result["slowloris"] = slowloris(url, port)
         print("slowloris", result["slowloris"], flush=True)
         result["anonymous"] = anonymous_uploads(url, port, process.pid)
         print("anonymous", result["anonymous"], flush=True)
+        result["flood"] = body_flood(url, port, process.pid)
+        print("flood", result["flood"], flush=True)
         rows = amplification(url, process.pid)
         for row in rows:
             print("amplification", row, flush=True)

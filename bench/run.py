@@ -183,6 +183,25 @@ def model_alone(
 
 
 @contextmanager
+def checkout_of(revision: str) -> Iterator[Path]:
+    """A temporary git worktree of `revision`, to serve an earlier commit in the same run."""
+    with tempfile.TemporaryDirectory() as folder:
+        checkout = Path(folder) / "checkout"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(checkout), revision],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield checkout
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
+            )
+
+
+@contextmanager
 def health_poller(url: str, timeout_s: float = 5.0) -> Iterator[list[float]]:
     """Polls /health every 50 ms from its own thread (its own connection, no event loop shared with
     load clients, whose scheduling would otherwise count as server latency); yields the

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from bench.run import (
     ROOT,
     SERVICE_BATCH_SIZES,
     Row,
+    checkout_of,
     drive,
     load_posters,
     machine,
@@ -90,29 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     posters, described = load_posters()
     rows: dict[str, list[Row]] = {"before": [], "after": []}
     explained: list[tuple[Row, list[int]]] = []
-    with tempfile.TemporaryDirectory() as folder:
-        checkout = Path(folder) / "before"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(checkout), args.before],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            for _ in range(args.rounds):
-                for label, cwd in (("before", checkout), ("after", ROOT)):
-                    rows[label] += measure(
-                        label, "ours", shipped, posters, args.concurrency, args.duration, cwd
-                    )
-                if args.explain_rate > 0:
-                    explained.append(
-                        with_explanations(shipped, posters, args.duration, args.explain_rate)
-                    )
-                    print(explained[-1][0].line(), flush=True)
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False
-            )
+    with checkout_of(args.before) as checkout:
+        for _ in range(args.rounds):
+            for label, cwd in (("before", checkout), ("after", ROOT)):
+                rows[label] += measure(
+                    label, "ours", shipped, posters, args.concurrency, args.duration, cwd
+                )
+            if args.explain_rate > 0:
+                explained.append(
+                    with_explanations(shipped, posters, args.duration, args.explain_rate)
+                )
+                print(explained[-1][0].line(), flush=True)
     alone = model_alone(shipped, SERVICE_BATCH_SIZES)
 
     lines = [
