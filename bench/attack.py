@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,29 @@ def ended(sock: socket.socket) -> str:
     return data[:12].decode(errors="replace").replace("HTTP/1.1 ", "")
 
 
+def keep_predicting(
+    url: str, poster: bytes, seconds: float, attack_step: Callable[[], None]
+) -> Counter[int]:
+    """Every 0.5 s for `seconds`: the attacker's step, then one real /predict with the key. The
+    statuses of the real requests (a transport error counts as 0)."""
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        attack_step()
+        try:
+            answer = httpx.post(
+                f"{url}/predict",
+                files={"file": ("p.jpg", poster)},
+                headers={"X-API-Key": KEY},
+                timeout=10,
+            )
+            statuses[answer.status_code] += 1
+        except httpx.HTTPError:
+            statuses[0] += 1
+        time.sleep(0.5)
+    return statuses
+
+
 def slowloris(url: str, port: int, seconds: float = 20.0) -> dict[str, object]:
     attackers = []
     for _ in range(300):
@@ -89,26 +112,18 @@ def slowloris(url: str, port: int, seconds: float = 20.0) -> dict[str, object]:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
         attackers.append(sock)
     posters, _ = load_posters(limit=5)
-    predicted = []
     with health_poller(url) as latencies:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+
+        def trickle() -> None:
             for sock in attackers:
                 with contextlib.suppress(OSError):
                     sock.send(b"X-a: b\r\n")
-            with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.post(
-                    f"{url}/predict",
-                    files={"file": ("p.jpg", posters[0])},
-                    headers={"X-API-Key": KEY},
-                    timeout=10,
-                )
-                predicted.append(answer.status_code)
-            time.sleep(0.5)
+
+        predicted = keep_predicting(url, posters[0], seconds, trickle)
     outcomes = Counter(ended(sock) for sock in attackers)
     for sock in attackers:
         sock.close()
-    return {"health": percentiles(latencies), "predict": Counter(predicted), "attackers": outcomes}
+    return {"health": percentiles(latencies), "predict": predicted, "attackers": outcomes}
 
 
 def anonymous_uploads(url: str, port: int, pid: int) -> dict[str, object]:
@@ -171,29 +186,17 @@ def body_flood(url: str, port: int, pid: int, seconds: float = 15.0) -> dict[str
 
     cpu_before = cpu_seconds(pid)
     posters, _ = load_posters(limit=5)
-    predicted = []
     with health_poller(url) as latencies:
         threads = [threading.Thread(target=attacker, daemon=True) for _ in range(16)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            probe()
-            with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.post(
-                    f"{url}/predict",
-                    files={"file": ("p.jpg", posters[0])},
-                    headers={"X-API-Key": KEY},
-                    timeout=10,
-                )
-                predicted.append(answer.status_code)
-            time.sleep(0.5)
+        predicted = keep_predicting(url, posters[0], seconds, probe)
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
     return {
         "health": percentiles(latencies),
-        "predict": Counter(predicted),
+        "predict": predicted,
         "probes": answers,
         "connections": len(lifetimes),
         "median_connection_s": float(np.median(lifetimes)) if lifetimes else 0.0,
