@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import socket
 import sys
 import threading
@@ -52,6 +53,13 @@ class DrainingServer(uvicorn.Server):
         self._pending.start()
 
 
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as an orderly exit (status 143) rather than death by the signal, so that what is
+    still queued for the log is written. uvicorn saves this handler while it serves and calls it
+    again once its graceful shutdown is done."""
+    raise SystemExit(128 + signum)
+
+
 def port_in_use(host: str, port: int) -> str | None:
     """Why `host:port` cannot be bound, or None when it can (checked before the model loads)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -65,6 +73,7 @@ def port_in_use(host: str, port: int) -> str | None:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         settings = get_settings()
     except (ValidationError, SettingsError) as exc:

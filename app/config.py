@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     shutdown_grace_s: float = Field(20.0, ge=1, description="in-flight requests get this long")
     header_timeout_s: float = Field(10.0, gt=0, description="request line + headers must arrive")
-    body_idle_timeout_s: float = Field(30.0, gt=0, description="longest silence inside a body")
+    body_idle_timeout_s: float = Field(
+        30.0, gt=0, description="longest silence in a body or an answer"
+    )
     body_timeout_s: float = Field(120.0, gt=0, description="longest time to receive a body")
     max_connections: int = Field(1024, ge=8, description="open connections; beyond: 503")
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line + headers")

@@ -8,7 +8,8 @@ throughput here) and this subclass of its protocol, which adds:
 - a deadline for the request line and headers, counted from their first byte: a client that
   sends headers slowly (slowloris) is answered 408 and disconnected;
 - while a body is being received, an idle deadline and a total one: 408 and disconnected;
-- a cap on open connections: one over it is answered 503 and closed at once;
+- a cap on open connections: one over it is answered 503 and closed;
+- a send deadline: a client that reads nothing of its answer for the body idle timeout is cut off;
 - h11's limit on the size of the request line plus headers (431 when over).
 
 Every refusal is the service's JSON error shape, written directly to the socket (there may be no
@@ -80,11 +81,15 @@ class _LingeringTransport(asyncio.Transport):
     def abort(self) -> None:
         self._transport.abort()
 
+    # Once closed, writes are dropped, as a closed asyncio transport drops them (a write after the
+    # half-close would raise instead: an app woken just before a deadline closed its connection).
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._transport.write(data)
+        if not self._closed:
+            self._transport.write(data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        self._transport.writelines(list_of_data)
+        if not self._closed:
+            self._transport.writelines(list_of_data)
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
@@ -122,13 +127,18 @@ class _LingeringTransport(asyncio.Transport):
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header and body deadlines and a connection cap."""
+    """uvicorn's h11 protocol with header, body and send deadlines, a connection cap and
+    lingering close."""
 
     header_timeout_s: ClassVar[float] = 10.0
     body_idle_timeout_s: ClassVar[float] = 30.0
     body_timeout_s: ClassVar[float] = 120.0
     max_connections: ClassVar[int] = 1024
     max_header_bytes: ClassVar[int] = 16 * 1024
+    # Connections refused over the cap are not in `connections`: their lingering has its own
+    # small budget (an eighth of the cap), beyond which they are closed at once, so they cannot
+    # hold file descriptors outside the cap.
+    lingering_refusals: ClassVar[int] = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,6 +150,8 @@ class GuardedH11Protocol(H11Protocol):
         self._lingering = False
         self._linger_ends: asyncio.TimerHandle | None = None
         self._close_at_once = False
+        self._send_stalled: asyncio.TimerHandle | None = None
+        self._counted_refusal = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         self._socket = transport
@@ -148,17 +160,42 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(
                 raw_error(503, "overloaded", "Too many open connections; retry shortly.")
             )
-            self._close_lingering()
+            if type(self).lingering_refusals < max(1, self.max_connections // 8):
+                type(self).lingering_refusals += 1
+                self._counted_refusal = True
+                self._close_lingering()
+            else:
+                self._lingering = True  # whatever still arrives is dropped
+                transport.close()
             return
         super().connection_made(_LingeringTransport(transport, self._close_lingering))
         self._start_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        if self._linger_ends is not None:
-            self._linger_ends.cancel()
-        if not self._refused:  # a refused connection was never registered
+        for timer in (self._linger_ends, self._send_stalled):
+            if timer is not None:
+                timer.cancel()
+        if self._refused:  # a refused connection was never registered
+            if self._counted_refusal:
+                type(self).lingering_refusals -= 1
+        else:
             super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # A client that reads nothing of its answer for the body's idle timeout is cut off: it
+        # would otherwise hold its connection and the answer's bytes for ever.
+        if self._send_stalled is None and self._socket is not None:
+            self._send_stalled = self.loop.call_later(self.body_idle_timeout_s, self._socket.abort)
+        if not self._refused:
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._send_stalled is not None:
+            self._send_stalled.cancel()
+            self._send_stalled = None
+        if not self._refused:
+            super().resume_writing()
 
     def shutdown(self) -> None:
         self._close_at_once = True  # idle connections at shutdown have nothing left to read
@@ -178,7 +215,15 @@ class GuardedH11Protocol(H11Protocol):
             return
         socket.write_eof()
         socket.resume_reading()
-        self._linger_ends = self.loop.call_later(LINGER_S, socket.close)
+        self._linger_ends = self.loop.call_later(LINGER_S, self._end_linger)
+
+    def _end_linger(self) -> None:
+        socket = self._socket
+        if socket is None:
+            return
+        socket.close()  # waits for the answer to be sent
+        if socket.get_write_buffer_size():  # still unread: the body's idle patience, no more
+            self._linger_ends = self.loop.call_later(self.body_idle_timeout_s, socket.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:

@@ -13,12 +13,15 @@ import logging
 import queue
 import sys
 import threading
+import time
 from logging.handlers import QueueHandler
+from typing import Any
 
 from app.threads import name_os_thread
 
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 QUEUE_RECORDS = 10_000
+FLUSH_WAIT_S = 1.0
 
 
 class DroppingQueueHandler(QueueHandler):
@@ -26,6 +29,7 @@ class DroppingQueueHandler(QueueHandler):
 
     def __init__(self, records: queue.Queue[logging.LogRecord | None]) -> None:
         super().__init__(records)
+        self._records = records
         self.dropped = 0  # changed only under the handler's own lock (held around `emit`)
 
     def enqueue(self, record: logging.LogRecord) -> None:
@@ -37,6 +41,12 @@ class DroppingQueueHandler(QueueHandler):
         except queue.Full:
             self.dropped += 1
 
+    def flush(self) -> None:
+        """Wait, at most FLUSH_WAIT_S, until the writer has written what is queued."""
+        deadline = time.monotonic() + FLUSH_WAIT_S
+        while self._records.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def _drop_report(self) -> logging.LogRecord:
         return logging.LogRecord(
             "app.logs", logging.WARNING, __file__, 0,
@@ -45,10 +55,23 @@ class DroppingQueueHandler(QueueHandler):
         )  # fmt: skip
 
 
+class _StderrWriter(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+    """Writes to whatever `sys.stderr` is now (tests swap it), not the one of the first call."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def _write(records: queue.Queue[logging.LogRecord | None], writer: logging.Handler) -> None:
     name_os_thread()
     while (record := records.get()) is not None:
         writer.handle(record)
+        records.task_done()
 
 
 def _flush_at_exit(
@@ -71,7 +94,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if _installed is None:
         records: queue.Queue[logging.LogRecord | None] = queue.Queue(QUEUE_RECORDS)
-        writer = logging.StreamHandler(sys.stderr)
+        writer = _StderrWriter()
         writer.setFormatter(logging.Formatter(LINE_FORMAT))
         thread = threading.Thread(
             target=_write, args=(records, writer), name="log_writer", daemon=True
@@ -80,5 +103,8 @@ def configure_logging(level: str) -> None:
         atexit.register(_flush_at_exit, records, thread)
         _installed = DroppingQueueHandler(records)
         root.addHandler(_installed)
+    # TensorFlow gives its logger a stderr handler of its own when it finds none on the root:
+    # its records would be written twice, once by the calling thread, which may then block.
+    logging.getLogger("tensorflow").handlers.clear()
     root.setLevel(level)
     logging.getLogger("app").setLevel(level)

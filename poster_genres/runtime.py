@@ -8,6 +8,7 @@ read, so the only way to keep a CLI's output to what the user asked for is to ho
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ def run_command(main: Callable[[], int]) -> NoReturn:
     try:
         status = main()
     except KeyboardInterrupt:
+        for handler in logging.getLogger().handlers:
+            handler.flush()  # what was logged before comes before this line
         print("interrupted (Ctrl+C)", file=sys.stderr)
         status = 130
     sys.exit(status)

@@ -270,6 +270,44 @@ def test_connections_over_the_cap_get_503_at_once(tiny_store: Path) -> None:
                 sock.close()
 
 
+def test_refusals_over_the_cap_do_not_hold_descriptors_beyond_a_small_budget(
+    tiny_store: Path,
+) -> None:
+    env = {"POSTER_MAX_CONNECTIONS": "8", "POSTER_HEADER_TIMEOUT_S": "20"}
+    with running_service(tiny_store, env) as service:
+        target = ("127.0.0.1", service.port)
+        descriptors = Path(f"/proc/{service.process.pid}/fd")
+        held = [socket.create_connection(target, timeout=5) for _ in range(8)]
+        extra: list[socket.socket] = []
+        try:
+            time.sleep(0.3)
+            before = len(list(descriptors.iterdir()))
+            extra = [socket.create_connection(target, timeout=5) for _ in range(40)]
+            time.sleep(0.3)
+            during = len(list(descriptors.iterdir()))
+            answers = [answer_of(read_until_closed(sock, 5))[0][:13] for sock in extra]
+        finally:
+            for sock in held + extra:
+                sock.close()
+    assert during - before <= 1 + 2  # the budget is 8 // 8 = 1 lingering refusal (+ slack)
+    assert answers == [b"HTTP/1.1 503 "] * 40
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_off(bounded_service: tuple[str, int]) -> None:
+    request = b"GET /docs-assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(10)
+        sock.connect(bounded_service)
+        sock.sendall(request * 10)  # ~15 MB of answers, none of it read for 4 s
+        time.sleep(4)  # > POSTER_BODY_IDLE_TIMEOUT_S = 1.5
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += len(chunk)
+    assert received < 8_000_000, received  # what kernel buffers held, not the 15 MB asked for
+
+
 def test_a_client_still_sending_after_a_431_reads_the_answer(
     bounded_service: tuple[str, int],
 ) -> None:
