@@ -46,7 +46,8 @@ class Prediction(BaseModel):
     probabilities: list[GenreScore] = Field(description="all genres, in model order")
     top_k: list[GenreScore] = Field(description="the k most probable, most probable first")
     predicted: list[GenreScore] = Field(
-        description="predictable genres at or above max(threshold, floor), most probable first, "
+        description="predictable genres at or above max(threshold, floor) as shown (4 decimals), "
+        "most probable first, "
         "at most 3; when none passes, the most probable predictable genre if it reaches the floor; "
         "otherwise empty"
     )

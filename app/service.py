@@ -36,14 +36,13 @@ from app.schemas import (
 )
 from app.threads import name_os_thread
 from poster_genres.classifier import GenreClassifier
-from poster_genres.decision import Decision
+from poster_genres.decision import Decision, shown
 from poster_genres.explain import METHOD, GenreExplainer, GenreMap
 from poster_genres.heatmap import overlay, png_bytes
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
 # Probabilities and thresholds in responses: more digits would only be noise.
-DECIMALS = 4
 
 
 class PredictionService:
@@ -136,7 +135,7 @@ class PredictionService:
             GenreInfo(
                 index=i,
                 genre=genre,
-                threshold=round(float(rule.thresholds[i]), DECIMALS),
+                threshold=shown(rule.thresholds[i]),
                 predictable=bool(rule.predictable[i]),
             )
             for i, genre in enumerate(rule.genres)
@@ -251,10 +250,10 @@ class PredictionService:
             model=self.classifier.name,
             version=self.classifier.version,
             genre=self.classifier.genres[genre_map.genre_index],
-            probability=round(genre_map.probability, DECIMALS),
+            probability=shown(genre_map.probability),
             predicted=genre_map.genre_index in predicted,
             method=METHOD,
-            grid=[[round(float(v), DECIMALS) for v in row] for row in genre_map.grid],
+            grid=[[shown(v) for v in row] for row in genre_map.grid],
             overlay_png=base64.b64encode(png).decode("ascii"),
             overlay_width=size[0],
             overlay_height=size[1],
@@ -277,7 +276,7 @@ class PredictionService:
     ) -> Prediction:
         def scores(pairs: list[tuple[str, float]]) -> list[GenreScore]:
             # Shown to 4 decimals; every decision was taken on the unrounded values.
-            return [GenreScore(genre=g, probability=round(p, DECIMALS)) for g, p in pairs]
+            return [GenreScore(genre=g, probability=shown(p)) for g, p in pairs]
 
         return Prediction(
             model=self.classifier.name,

@@ -5,6 +5,9 @@ The rule: the *predictable* genres at or above max(their threshold, the floor), 
 at most `max_predicted`; when none passes, the most probable predictable genre if it reaches the
 floor; otherwise nothing. A genre the model cannot predict (too few validation posters to tune it,
 or the dataset's `N/A` marker) is never predicted, however probable.
+
+Probabilities, thresholds and the floor are compared as users see them (`shown`: 4 decimals), so
+a probability shown equal to its threshold is always predicted, as the rule says.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ import numpy as np
 NEVER_PREDICTED = frozenset({"N/A"})
 MAX_PREDICTED = 3
 PROBABILITY_FLOOR = 0.10
+SHOWN_DECIMALS = 4
+
+
+def shown(value: float) -> float:
+    """A probability or threshold as the service shows it (and as the rule compares it)."""
+    return round(float(value), SHOWN_DECIMALS)
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,10 @@ class DecisionRule:
         """Indices of the predicted genres, most probable first."""
         probs = np.asarray(probabilities, dtype=np.float64)
         order = np.argsort(-probs, kind="stable")
-        candidates = [int(i) for i in order if self.predictable[i] and probs[i] >= self.floor]
-        passing = [i for i in candidates if probs[i] >= self.thresholds[i]]
+        seen = [shown(p) for p in probs]
+        floor = shown(self.floor)
+        candidates = [int(i) for i in order if self.predictable[i] and seen[i] >= floor]
+        passing = [i for i in candidates if seen[i] >= shown(self.thresholds[i])]
         return passing[: self.max_predicted] or candidates[:1]
 
     def predicted_matrix(self, probabilities: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR, DecisionRule
+from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR, DecisionRule, shown
 
 GENRES = ("Action", "Comedy", "Drama", "Horror", "N/A", "News")
 THRESHOLDS = (0.30, 0.40, 0.50, 0.20, 0.10, 0.05)
@@ -41,10 +41,24 @@ def test_the_top_predictable_genre_when_none_passes() -> None:
     assert predicted([0.25, 0.35, 0.45, 0.15, 0.02, 0.0]) == ["Drama"]
 
 
-def test_a_probability_equal_to_its_threshold_passes() -> None:
-    # Comedy sits exactly on 0.40; Drama is more probable but below its 0.50.
+def test_a_probability_shown_equal_to_its_threshold_passes() -> None:
+    # Comedy sits on 0.40 as shown (4 decimals); Drama is more probable but below its 0.50.
     assert predicted([0.0, 0.40, 0.45, 0.0, 0.0, 0.0]) == ["Comedy"]
-    assert predicted([0.0, np.nextafter(0.40, 0), 0.45, 0.0, 0.0, 0.0]) == ["Drama"]
+    assert predicted([0.0, np.nextafter(0.40, 0), 0.45, 0.0, 0.0, 0.0]) == ["Comedy"]
+    assert predicted([0.0, 0.39996, 0.45, 0.0, 0.0, 0.0]) == ["Comedy"]  # shown 0.4000
+    assert predicted([0.0, 0.39994, 0.45, 0.0, 0.0, 0.0]) == ["Drama"]  # shown 0.3999
+
+
+def test_what_is_shown_agrees_with_what_is_predicted() -> None:
+    # A tuned threshold is not on the 4-decimal grid: 0.30004 is shown as 0.3000, so a probability
+    # shown as 0.3000 must pass it, though 0.29996 < 0.30004 unrounded; the floor likewise.
+    uneven = DecisionRule.build(GENRES, (0.30004, 0.9, 0.9, 0.9, 0.9, 0.9), PREDICTABLE)
+    assert (shown(0.29996), shown(0.30004)) == (0.3, 0.3)
+    assert uneven.predicted_indices(np.array([0.29996, 0.5, 0.0, 0.0, 0.0, 0.0])) == [0]
+    assert uneven.predicted_indices(np.array([0.29994, 0.5, 0.0, 0.0, 0.0, 0.0])) == [1]
+    low = DecisionRule.build(GENRES, (0.01,) * 6, PREDICTABLE)
+    assert low.predicted_indices(np.array([0.09996, 0.0, 0.0, 0.0, 0.0, 0.0])) == [0]
+    assert low.predicted_indices(np.array([0.09994, 0.0, 0.0, 0.0, 0.0, 0.0])) == []
 
 
 def test_the_floor_overrides_a_lower_threshold() -> None:

@@ -167,7 +167,8 @@ def model_card(model_dir: Path) -> str:
         "",
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
         f"scored at the same thresholds. `predicted`: predictable genres at or above max(threshold, "
-        f"{decision['floor']}), at most {decision['max_predicted']}.",
+        f"{decision['floor']}), compared at the 4 decimals shown, at most "
+        f"{decision['max_predicted']}.",
         "",
         "**Never predicted** (a threshold needs enough validation posters; `N/A` is the dataset's "
         "no-genre marker): " + (", ".join(unpredictable_genres(m)) or "none") + ". "
