@@ -13,6 +13,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+# The path the router matches (without a proxy's --root-path): the router's own function, so the
+# admission check and the router never disagree on a path.
 from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -22,12 +24,6 @@ from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
 from poster_genres.errors import PosterGenresError
 
 GUARDED_PATHS = ("/predict", "/predict/batch", "/explain")
-
-
-def route_path(scope: Scope) -> str:
-    """The path the router matches: without the root path a proxy prefix adds (--root-path).
-    Starlette's own function, so the check and the router never disagree on a path."""
-    return get_route_path(scope)
 
 
 def offered_key(headers: Headers) -> str | None:
@@ -71,7 +67,7 @@ class AdmissionMiddleware:
             return ServiceUnavailable(f"The service is {health}; retry on another replica.")
         if getattr(service, "saturated", False):
             return Overloaded("Too many images are being processed; retry shortly.")
-        if route_path(scope) == "/explain" and getattr(service, "explanations_full", False):
+        if get_route_path(scope) == "/explain" and getattr(service, "explanations_full", False):
             return Overloaded("Too many explanations are in progress; retry shortly.")
         return None
 
@@ -79,7 +75,7 @@ class AdmissionMiddleware:
         guarded = (
             scope["type"] == "http"
             and scope.get("method") == "POST"
-            and route_path(scope) in GUARDED_PATHS
+            and get_route_path(scope) in GUARDED_PATHS
         )
         refusal = self._refusal(scope) if guarded else None
         if refusal is None:

@@ -42,7 +42,6 @@ from poster_genres.heatmap import overlay, png_bytes
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
-# Probabilities and thresholds in responses: more digits would only be noise.
 
 
 class PredictionService:
@@ -275,7 +274,6 @@ class PredictionService:
         batch_size: int,
     ) -> Prediction:
         def scores(pairs: list[tuple[str, float]]) -> list[GenreScore]:
-            # Shown to 4 decimals; every decision was taken on the unrounded values.
             return [GenreScore(genre=g, probability=shown(p)) for g, p in pairs]
 
         return Prediction(

@@ -36,7 +36,16 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.run import ROOT, RssSampler, checkout_of, health_poller, load_posters, machine, rss_mb
+from bench.run import (
+    ROOT,
+    RssSampler,
+    checkout_of,
+    health_poller,
+    load_posters,
+    machine,
+    rss_mb,
+    stat_cpu_s,
+)
 from tests.service_process import free_port
 
 KEY = "attack-bench-key-0123456789"
@@ -184,7 +193,7 @@ def body_flood(url: str, port: int, pid: int, seconds: float = 15.0) -> dict[str
                 sock.sendall(head + chunk * 64)
             answers[ended(sock)] += 1
 
-    cpu_before = cpu_seconds(pid)
+    cpu_before = stat_cpu_s(Path(f"/proc/{pid}/stat"))
     posters, _ = load_posters(limit=5)
     with health_poller(url) as latencies:
         threads = [threading.Thread(target=attacker, daemon=True) for _ in range(16)]
@@ -201,15 +210,9 @@ def body_flood(url: str, port: int, pid: int, seconds: float = 15.0) -> dict[str
         "connections": len(lifetimes),
         "median_connection_s": float(np.median(lifetimes)) if lifetimes else 0.0,
         "sent_mb": sent[0] / 2**20,
-        "server_cpu_s": cpu_seconds(pid) - cpu_before,
+        "server_cpu_s": stat_cpu_s(Path(f"/proc/{pid}/stat")) - cpu_before,
         "seconds": seconds,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def amplification_files() -> dict[str, bytes]:

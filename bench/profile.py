@@ -26,9 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import ROOT, TF_THREADS, Row, drive, load_posters, machine, model_alone, server
-
-TICKS = os.sysconf("SC_CLK_TCK")
+from bench.run import (
+    ROOT,
+    TF_THREADS,
+    Row,
+    drive,
+    load_posters,
+    machine,
+    model_alone,
+    server,
+    stat_cpu_s,
+)
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -36,12 +44,12 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     threads = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text()
-            name = (task / "comm").read_text().strip()
+            threads[int(task.name)] = (
+                (task / "comm").read_text().strip(),
+                stat_cpu_s(task / "stat"),
+            )
         except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+            continue  # the thread ended meanwhile
     return threads
 
 

@@ -99,6 +99,13 @@ def load_posters(limit: int = 200) -> tuple[list[bytes], str]:
     return posters, "50 synthetic 300x444 JPEGs (../shared/data absent)"
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds so far, from a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat."""
+    text = stat.read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     try:
         text = Path(f"/proc/{pid}/status").read_text()

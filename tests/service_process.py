@@ -55,16 +55,16 @@ class RunningService:
         return self.log.read()
 
 
-@contextmanager
-def running_service(
+def start_service(
     store: Path,
+    port: int,
     env: dict[str, str] | None = None,
     *,
+    stderr: IO[str] | int,
     prefix: Sequence[str] = (),
     inherit_env: bool = True,
-) -> Iterator[RunningService]:
-    """`python -m app` on a free loopback port serving `store`; stopped (and reaped) afterwards."""
-    port = free_port()
+) -> subprocess.Popen[str]:
+    """`python -m app` serving `store` on 127.0.0.1:`port`, started and not waited for."""
     base = dict(os.environ) if inherit_env else {"PATH": os.environ["PATH"]}
     full_env = {
         **base,
@@ -76,10 +76,24 @@ def running_service(
         **(env or {}),
     }
     argv = [*prefix, sys.executable, "-m", "app"]
-    # The log goes to a file, not a pipe: an unread pipe fills after ~64 KB of access-log lines and
-    # then blocks the server's event loop on its next log write (every request stalls).
+    return subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=stderr, text=True)
+
+
+@contextmanager
+def running_service(
+    store: Path,
+    env: dict[str, str] | None = None,
+    *,
+    prefix: Sequence[str] = (),
+    inherit_env: bool = True,
+) -> Iterator[RunningService]:
+    """`python -m app` on a free loopback port serving `store`; stopped (and reaped) afterwards."""
+    port = free_port()
+    # The log goes to a file the test can read afterwards (`RunningService.stderr`).
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=log, text=True)
+        process = start_service(
+            store, port, env, stderr=log, prefix=prefix, inherit_env=inherit_env
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, process, log)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import poster_bytes
-from tests.service_process import PROJECT, free_port, running_service
+from tests.service_process import free_port, running_service, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +79,7 @@ def test_ctrl_c_stops_the_service_cleanly_without_a_traceback(tiny_store: Path) 
 
 
 def test_ctrl_c_while_starting_exits_130_without_a_traceback(tiny_store: Path) -> None:
-    env = {**os.environ, "POSTER_MODEL_STORE": str(tiny_store), "POSTER_PORT": str(free_port())}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
-    )
+    process = start_service(tiny_store, free_port(), stderr=subprocess.PIPE)
     time.sleep(1.5)  # importing TensorFlow
     assert process.poll() is None
     process.send_signal(signal.SIGINT)

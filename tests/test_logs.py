@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import queue
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.logs import DroppingQueueHandler
-from tests.service_process import PROJECT, free_port, wait_ready
+from tests.service_process import free_port, start_service, wait_ready
 
 
 def test_a_full_queue_drops_records_and_reports_how_many() -> None:
@@ -41,17 +39,8 @@ def test_a_full_queue_drops_records_and_reports_how_many() -> None:
 @pytest.mark.slow
 def test_an_unread_stderr_does_not_stop_the_service(tiny_store: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "POSTER_MODEL_STORE": str(tiny_store),
-        "POSTER_HOST": "127.0.0.1",
-        "POSTER_PORT": str(port),
-        "POSTER_DRAIN_DELAY_S": "0",
-    }
     # A pipe that is never read holds ~64 KB, ~300 access-log lines: far fewer than we send.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True
-    )
+    process = start_service(tiny_store, port, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, io.StringIO())

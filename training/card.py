@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from poster_genres.artifact import CURVES_FILE, METADATA_FILE, RELIABILITY_FILE
+from poster_genres.decision import SHOWN_DECIMALS
 from poster_genres.metadata import read_metadata
 from training.recipes import Recipe
 
@@ -167,7 +168,7 @@ def model_card(model_dir: Path) -> str:
         "",
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
         f"scored at the same thresholds. `predicted`: predictable genres at or above max(threshold, "
-        f"{decision['floor']}), compared at the 4 decimals shown, at most "
+        f"{decision['floor']}), compared at the {SHOWN_DECIMALS} decimals shown, at most "
         f"{decision['max_predicted']}.",
         "",
         "**Never predicted** (a threshold needs enough validation posters; `N/A` is the dataset's "
