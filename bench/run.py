@@ -40,7 +40,9 @@ DATA = ROOT.parent / "shared" / "data" / "Multi_Label_dataset"
 STAGES = ("decode", "preprocess", "queue", "inference")
 # Same threads for every server, so the comparison is of serving code, not of TF settings.
 TF_THREADS = {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}
-# The batch shapes the service compiles and runs (poster_genres.classifier.bucket_sizes(16)).
+# The batch shapes the service compiles and runs: bucket_sizes of the default
+# POSTER_MAX_BATCH_SIZE, written out so that bench's own process never imports TensorFlow (a test
+# keeps the two equal).
 SERVICE_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
@@ -182,8 +184,14 @@ def model_alone(
     """The compiled model alone, float32 inputs already in memory, at each batch size. A fresh
     process with the servers' TensorFlow thread settings, nothing else."""
     env = {**os.environ, **TF_THREADS, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    argv = [sys.executable, "-c", _MODEL_ALONE, str(model_dir), json.dumps(list(sizes))]
-    argv.append(str(seconds))
+    argv = [
+        sys.executable,
+        "-c",
+        _MODEL_ALONE,
+        str(model_dir),
+        json.dumps(list(sizes)),
+        str(seconds),
+    ]
     output = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     rates = json.loads(output.stdout.strip().splitlines()[-1])
     return {int(size): Alone(*rate) for size, rate in rates.items()}

@@ -161,6 +161,14 @@ def test_bucket_sizes_are_powers_of_two_and_their_halfway_points() -> None:
     assert bucket_sizes(1) == (1,)
 
 
+def test_the_benchmarks_time_the_batch_sizes_the_service_runs() -> None:
+    from app.config import Settings
+    from bench.run import SERVICE_BATCH_SIZES
+    from poster_genres.classifier import bucket_sizes
+
+    assert bucket_sizes(Settings.model_fields["max_batch_size"].default) == SERVICE_BATCH_SIZES
+
+
 def test_a_dead_worker_fails_waiting_and_new_requests_at_once() -> None:
     from app.errors import ServiceUnavailable
 
