@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/Multi_Label_dataset
 
-.PHONY: serve test lint format train train-seed card bench mutation clean-venv docker-check replicas-check
+.PHONY: serve test lint format train train-seed card bench mutation clean-venv docker-check replicas-check compose-up compose-down
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11, 3.12 or 3.13 is required" >&2; exit 1; }
@@ -15,8 +15,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Stamps: reinstall only when pyproject.toml changes, so a second run is instant.
+# The service with LiteRT only (no TensorFlow): what `make serve` needs for the shipped versions.
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[litert]"
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
@@ -64,6 +65,14 @@ docker-check: $(VENV)/.dev
 ## 3 replicas behind nginx under load: stop, kill, roll to the other model version (deploy/)
 replicas-check: $(VENV)/.dev
 	deploy/replicas-check.sh
+
+## docker-compose.yml built and started in the background, healthy (installs Docker and compose,
+## and a stand-in base image offline, when needed; deploy/compose-up.sh); then stopped
+compose-up:
+	deploy/compose-up.sh
+
+compose-down:
+	$$(python3 deploy/compose.py) down
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,7 +12,9 @@ POSTER_SHUTDOWN_GRACE_S, and the process exits.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import logging
 import math
 import signal
 import socket
@@ -26,7 +28,9 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from app.config import Settings, describe_settings_error, get_settings
-from poster_genres.runtime import run_command
+from poster_genres.cli import run_command
+
+logger = logging.getLogger("app")
 
 
 class DrainingServer(uvicorn.Server):
@@ -46,8 +50,16 @@ class DrainingServer(uvicorn.Server):
         if self.drain_delay_s <= 0 or self._pending is not None:
             if self._pending is not None:
                 self._pending.cancel()
+                logger.warning("second signal: stopping now")
             super().handle_exit(sig, frame)
             return
+        # Otherwise the process sits silent for the delay, and looks hung to whoever pressed Ctrl+C.
+        logger.warning(
+            "shutting down: readiness is 503 now; new connections are accepted for %.1f s "
+            "(POSTER_DRAIN_DELAY_S) so load balancers notice, then in-flight requests finish; "
+            "signal again to stop now",
+            self.drain_delay_s,
+        )
         self._pending = threading.Timer(self.drain_delay_s, super().handle_exit, (sig, frame))
         self._pending.daemon = True
         self._pending.start()
@@ -72,7 +84,22 @@ def port_in_use(host: str, port: int) -> str | None:
     return None
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    fields = "\n".join(
+        f"  POSTER_{name.upper():<28} {field.description or ''}"
+        for name, field in Settings.model_fields.items()
+    )
+    return argparse.ArgumentParser(
+        prog="python -m app",
+        description="Serve poster-genres over HTTP (default http://0.0.0.0:8000). It takes no "
+        "arguments: every setting is an environment variable (README: Configuration).",
+        epilog=f"settings:\n{fields}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         settings = get_settings()
@@ -92,13 +119,24 @@ def main() -> int:
 
 def serve(settings: Settings) -> int:
     """Load the model (or fail in one line), then run uvicorn until a shutdown signal."""
-    from poster_genres.runtime import import_tensorflow
+    from poster_genres.artifact import open_version, resolve_version_dir
+    from poster_genres.cli import import_tensorflow
+    from poster_genres.errors import ModelStoreError
+    from poster_genres.runtimes import resolve_runtime
 
-    import_tensorflow(verbose=settings.log_level == "DEBUG")
+    try:  # a mistyped version, or a runtime it cannot have, is reported before any model loads
+        path = resolve_version_dir(
+            settings.model_store, settings.model_name, settings.model_version
+        )
+        runtime = resolve_runtime(settings.runtime, open_version(path))
+    except ModelStoreError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 1
+    if runtime == "keras":  # LiteRT needs no TensorFlow in the process at all
+        import_tensorflow(verbose=settings.log_level == "DEBUG")
     from app.connections import guarded_protocol
     from app.logs import configure_logging
     from app.main import create_app, load_classifier
-    from poster_genres.errors import ModelStoreError
 
     configure_logging(settings.log_level)
     try:

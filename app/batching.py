@@ -58,6 +58,7 @@ class MicroBatcher:
         sizes: tuple[int, ...] | None = None,
         on_batch: Callable[[int], None] | None = None,
         incoming: Callable[[], int] = lambda: 0,
+        workers: int = 1,
     ) -> None:
         self._infer = infer
         self.max_batch = max_batch
@@ -66,10 +67,13 @@ class MicroBatcher:
         self._carry: list[_Job] = []
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
+        # Model calls that may run at once: one per interpreter the runtime prepared (LiteRT with
+        # several single-threaded interpreters); their threads come from the process budget.
+        self.workers = workers
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="inference", initializer=name_os_thread
+            max_workers=workers, thread_name_prefix="inference", initializer=name_os_thread
         )
-        self._worker: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
         self._on_batch = on_batch
         self._incoming = incoming
@@ -85,8 +89,12 @@ class MicroBatcher:
 
     def start(self) -> None:
         self._failure = None
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
-        self._worker.add_done_callback(self._supervise)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(), name=f"micro-batcher-{i}") for i in range(self.workers)
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._supervise)
 
     def _supervise(self, worker: asyncio.Task[None]) -> None:
         """The worker must never end by itself; if it does, nobody may wait for it any more."""
@@ -96,11 +104,12 @@ class MicroBatcher:
         self._fail_everything_waiting("The model worker stopped; retry on another replica.")
 
     async def stop(self) -> None:
-        """Stop the worker; anything still queued is answered 503."""
-        if self._worker is not None and not self._worker.done():  # a dead one was reported
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        """Stop the workers; anything still queued is answered 503."""
+        for task in self._tasks:
+            if not task.done():  # a dead one was reported
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_everything_waiting("The service is shutting down.")
         self._executor.shutdown(wait=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -24,6 +24,20 @@ class Settings(BaseSettings):
     model_store: Path = Field(PROJECT_ROOT / "model_store", description="model store root")
     model_name: str = Field("poster-genres", description="model folder inside the store")
     model_version: str | None = Field(None, description="version folder; default: the newest")
+    runtime: Literal["auto", "litert", "keras"] = Field(
+        "auto",
+        description="auto: LiteRT when the version has a checked model.tflite, else Keras",
+    )
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads all model calls share; default: the CPUs"
+    )
+    interpreters: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="LiteRT model calls at once, each with threads / interpreters threads; "
+        "default: one",
+    )
 
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
@@ -67,6 +81,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="allowed CORS origins: a JSON list or comma-separated"
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        # `info` and `INFO` are the same level to Python's logging and to uvicorn.
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from app.errors import (
     ServiceUnavailable,
     TooManyFiles,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from poster_genres.errors import (
     EmptyFile,
@@ -38,6 +39,7 @@ STATUS_OF: dict[type[PosterGenresError], int] = {
     InvalidImage: 400,
     Unauthorized: 401,
     UnsupportedFormat: 415,
+    UnsupportedMediaType: 415,
     ImageTooLarge: 422,
     TooManyFiles: 422,
     MissingFile: 422,

@@ -10,6 +10,12 @@ class MissingFile(PosterGenresError):
     code = "missing_file"
 
 
+class UnsupportedMediaType(PosterGenresError):
+    """The body is declared as something that is neither a form nor an image (a PDF, JSON...)."""
+
+    code = "unsupported_media_type"
+
+
 class TooManyFiles(PosterGenresError):
     code = "too_many_files"
 

@@ -23,10 +23,11 @@ from app.openapi import honest_openapi
 from app.routes import explain, health, info, page, predict
 from app.security import SecurityHeadersMiddleware
 from app.service import PredictionService
-from poster_genres.artifact import load_version, resolve_version_dir
+from poster_genres.artifact import resolve_version_dir
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
-from poster_genres.explain import GenreExplainer
+from poster_genres.maps import Explainer
+from poster_genres.runtimes.threads import process_budget
 
 logger = logging.getLogger("app")
 DOCS_ASSETS = "/docs-assets"
@@ -38,14 +39,24 @@ def load_classifier(settings: Settings) -> GenreClassifier:
     Raises ModelStoreError (one line saying what is wrong) when the version cannot be served.
     """
     path = resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
-    classifier = GenreClassifier(load_version(path), max_batch=settings.max_batch_size)
+    budget = process_budget(settings.threads)
+    classifier = GenreClassifier.open(
+        path,
+        runtime=settings.runtime,
+        max_batch=settings.max_batch_size,
+        interpreters=settings.interpreters,
+    )
     started = time.perf_counter()
     classifier.warm_up()
     logger.info(
-        "loaded %s/%s from %s; warmed up batch sizes %s in %.1f s",
+        "loaded %s/%s from %s under %s (%d threads, %d calls at once); warmed up batch sizes %s"
+        " in %.1f s",
         classifier.name,
         classifier.version,
         path,
+        classifier.runtime,
+        budget.size,
+        classifier.runner.parallel,
         list(classifier.buckets),
         time.perf_counter() - started,
     )
@@ -64,10 +75,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             logger.critical("cannot serve: %s", exc)
             raise SystemExit(f"cannot serve: {exc}") from None
     try:
-        explainer: GenreExplainer | None = GenreExplainer(classifier.loaded)  # same loaded model
+        explainer: Explainer | None = classifier.explainer()  # the same loaded model
     except ValueError as exc:  # a model without a feature map or a sigmoid head: predict only
         logger.warning("/explain is not available for this model: %s", exc)
         explainer = None
+    app.state.metrics.model_info.labels(
+        name=classifier.name, version=classifier.version, runtime=classifier.runtime
+    ).set(1)
     service = PredictionService(classifier, settings, app.state.metrics, explainer)
     await service.start()
     app.state.service = service

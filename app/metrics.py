@@ -27,14 +27,21 @@ class ServiceMetrics:
         self.stage_latency = Histogram(
             "poster_stage_seconds",
             "Time per prediction stage",
-            ["stage"],
+            ["stage", "runtime"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.batch_size = Histogram(
             "poster_batch_size",
             "Images per model call",
+            ["runtime"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "poster_model_info",
+            "The model version served (1), by name, version and runtime",
+            ["name", "version", "runtime"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(
@@ -51,9 +58,9 @@ class ServiceMetrics:
         self.requests.labels(route=route, status=str(status)).inc()
         self.request_latency.labels(route=route).observe(seconds)
 
-    def observe_stages(self, timings_s: dict[str, float]) -> None:
+    def observe_stages(self, timings_s: dict[str, float], runtime: str) -> None:
         for stage, seconds in timings_s.items():
-            self.stage_latency.labels(stage=stage).observe(seconds)
+            self.stage_latency.labels(stage=stage, runtime=runtime).observe(seconds)
 
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

@@ -73,9 +73,10 @@ class Explanation(BaseModel):
     genre: str = Field(description="the genre explained: the one asked for, or the most probable")
     probability: float = Field(ge=0.0, le=1.0)
     predicted: bool = Field(description="whether /predict lists this genre as predicted")
-    method: Literal["grad-cam"] = Field(
-        description="Grad-CAM on the last feature map; for the shipped models' heads this is "
-        "exactly CAM: each cell's share of the genre's logit"
+    method: Literal["grad-cam", "cam"] = Field(
+        description="grad-cam (the Keras runtime) or cam (LiteRT) on the last feature map; for "
+        "the shipped models' heads the two are the same map: each cell's share of the genre's "
+        "logit"
     )
     grid: list[list[float]] = Field(
         description="rows from the top of the poster, columns from the left; 1 = the strongest "
@@ -118,6 +119,7 @@ class Health(BaseModel):
     status: Literal["ok", "loading", "draining", "failed"]
     model: str | None = None
     version: str | None = None
+    runtime: Literal["keras", "litert"] | None = None
     uptime_s: float
 
 
@@ -128,6 +130,7 @@ class Liveness(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     version: str
+    runtime: Literal["keras", "litert"] = Field(description="what runs the model (POSTER_RUNTIME)")
     genres: list[str]
     thresholds: list[float]
     input: dict[str, Any]

@@ -37,8 +37,8 @@ from app.schemas import (
 from app.threads import name_os_thread
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision, shown
-from poster_genres.explain import METHOD, GenreExplainer, GenreMap
 from poster_genres.heatmap import overlay, png_bytes
+from poster_genres.maps import Explainer, GenreMap
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
@@ -52,7 +52,7 @@ class PredictionService:
         classifier: GenreClassifier,
         settings: Settings,
         metrics: ServiceMetrics,
-        explainer: GenreExplainer | None,
+        explainer: Explainer | None,
     ) -> None:
         self.classifier = classifier
         self.explainer = explainer
@@ -74,8 +74,9 @@ class PredictionService:
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             sizes=classifier.buckets,
-            on_batch=metrics.batch_size.observe,
+            on_batch=metrics.batch_size.labels(runtime=classifier.runtime).observe,
             incoming=lambda: self._admitted,
+            workers=classifier.runner.parallel,
         )
         metrics.track_queue(lambda: self.batcher.depth)
 
@@ -207,7 +208,7 @@ class PredictionService:
             "inference": result.inference_s,
             "total": time.perf_counter() - started,
         }
-        self.metrics.observe_stages(stages)
+        self.metrics.observe_stages(stages, self.classifier.runtime)
         for genre, _ in decision.predicted:
             self.metrics.predicted.labels(genre=genre).inc()
         return self._prediction(decoded, result.probabilities, decision, stages, result.batch_size)
@@ -251,7 +252,7 @@ class PredictionService:
             genre=self.classifier.genres[genre_map.genre_index],
             probability=shown(genre_map.probability),
             predicted=genre_map.genre_index in predicted,
-            method=METHOD,
+            method=explainer.method,
             grid=[[shown(v) for v in row] for row in genre_map.grid],
             overlay_png=base64.b64encode(png).decode("ascii"),
             overlay_width=size[0],

@@ -40,13 +40,13 @@ from bench.run import (
     ROOT,
     RssSampler,
     checkout_of,
+    free_port,
     health_poller,
     load_posters,
     machine,
     rss_mb,
     stat_cpu_s,
 )
-from tests.service_process import free_port
 
 KEY = "attack-bench-key-0123456789"
 SECTION = "## Attacks"

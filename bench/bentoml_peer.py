@@ -37,11 +37,10 @@ if bentoml is not None:
         """The same model file, preprocessing and compiled classifier as our service."""
 
         def __init__(self) -> None:
-            from poster_genres.artifact import load_version
             from poster_genres.classifier import GenreClassifier
 
-            loaded = load_version(Path(os.environ["PEER_MODEL_DIR"]))
-            self.classifier = GenreClassifier(loaded, max_batch=16)
+            model_dir = Path(os.environ["PEER_MODEL_DIR"])
+            self.classifier = GenreClassifier.open(model_dir, max_batch=16)
             self.classifier.warm_up()
 
         @bentoml.api(batchable=True, max_batch_size=16, max_latency_ms=10_000)

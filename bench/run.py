@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,14 @@ def load_posters(limit: int = 200) -> tuple[list[bytes], str]:
     return posters, "50 synthetic 300x444 JPEGs (../shared/data absent)"
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (the kernel's pick, so two runs never collide)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def stat_cpu_s(stat: Path) -> float:
     """User + system CPU seconds so far, from a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat."""
     text = stat.read_text()
@@ -141,33 +150,9 @@ class RssSampler:
         self._thread.join()
 
 
-_MODEL_ALONE = """
-import json, sys, time
-import numpy as np
-from pathlib import Path
-from poster_genres.artifact import load_version
-from poster_genres.classifier import GenreClassifier
-sizes, seconds = json.loads(sys.argv[2]), float(sys.argv[3])
-classifier = GenreClassifier(load_version(Path(sys.argv[1])), max_batch=max(sizes))
-rates = {}
-for size in sizes:
-    inputs = np.random.default_rng(0).random((size, 400, 400, 3), dtype=np.float32)
-    for _ in range(3):
-        classifier.predict(inputs)
-    calls, started, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - started < seconds:
-        classifier.predict(inputs)
-        calls += 1
-    elapsed = time.perf_counter() - started
-    cores = (time.process_time() - cpu) / elapsed
-    rates[size] = [calls * size / elapsed, elapsed / calls * 1000, cores]
-print(json.dumps(rates))
-"""
-
-
 @dataclass(frozen=True)
 class Alone:
-    """The compiled model alone at one batch size."""
+    """The model alone at one batch size."""
 
     images_per_s: float
     ms_per_call: float
@@ -179,19 +164,17 @@ class Alone:
 
 
 def model_alone(
-    model_dir: Path, sizes: tuple[int, ...] = (1, 16), seconds: float = 5.0
+    model_dir: Path,
+    sizes: tuple[int, ...] = (1, 16),
+    seconds: float = 5.0,
+    runtime: str = "keras",
+    parallel: int = 1,
 ) -> dict[int, Alone]:
-    """The compiled model alone, float32 inputs already in memory, at each batch size. A fresh
-    process with the servers' TensorFlow thread settings, nothing else."""
+    """The model alone under `runtime`, uint8 pixels already in memory, at each batch size
+    (bench/model_alone.py): a fresh process with the servers' thread settings, nothing else."""
     env = {**os.environ, **TF_THREADS, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    argv = [
-        sys.executable,
-        "-c",
-        _MODEL_ALONE,
-        str(model_dir),
-        json.dumps(list(sizes)),
-        str(seconds),
-    ]
+    argv = [sys.executable, "-m", "bench.model_alone", str(model_dir), "--runtime", runtime]
+    argv += ["--sizes", *map(str, sizes), "--seconds", str(seconds), "--parallel", str(parallel)]
     output = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     rates = json.loads(output.stdout.strip().splitlines()[-1])
     return {int(size): Alone(*rate) for size, rate in rates.items()}
@@ -246,10 +229,15 @@ def health_poller(url: str, timeout_s: float = 5.0) -> Iterator[list[float]]:
 
 @contextmanager
 def server(
-    kind: str, model_dir: Path, port: int, cwd: Path = ROOT
+    kind: str,
+    model_dir: Path,
+    port: int,
+    cwd: Path = ROOT,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start one server from the code in `cwd` (a checkout of another commit, for comparisons)."""
-    env = {**os.environ, **TF_THREADS, "POSTER_LOG_LEVEL": "WARNING"}
+    """Start one server from the code in `cwd` (a checkout of another commit, for comparisons),
+    with POSTER_* `settings` added to its environment."""
+    env = {**os.environ, **TF_THREADS, "POSTER_LOG_LEVEL": "WARNING", **(settings or {})}
     if kind == "baseline":
         env["BASELINE_MODEL_DIR"] = str(model_dir)
         argv = [sys.executable, "-m", "uvicorn", "bench.baseline_server:app", "--port", str(port)]
@@ -294,8 +282,9 @@ def stage_sums(port: int) -> dict[str, tuple[float, float]]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     sums = {}
     for stage in STAGES:
-        total = re.search(rf'poster_stage_seconds_sum{{stage="{stage}"}} (\S+)', text)
-        count = re.search(rf'poster_stage_seconds_count{{stage="{stage}"}} (\S+)', text)
+        # The runtime label is there from 2.2 on; earlier commits (bench.speed) have none.
+        total = re.search(rf'poster_stage_seconds_sum{{stage="{stage}"[^}}]*}} (\S+)', text)
+        count = re.search(rf'poster_stage_seconds_count{{stage="{stage}"[^}}]*}} (\S+)', text)
         sums[stage] = (
             float(total.group(1)) if total else 0.0,
             float(count.group(1)) if count else 0.0,
@@ -311,10 +300,11 @@ def measure(
     levels: list[int],
     duration_s: float,
     cwd: Path = ROOT,
+    settings: dict[str, str] | None = None,
 ) -> list[Row]:
-    port = 18800 + abs(hash(kind)) % 100
+    port = free_port()
     rows = []
-    with server(kind, model_dir, port, cwd) as process:
+    with server(kind, model_dir, port, cwd, settings) as process:
         url = f"http://127.0.0.1:{port}/predict"
         for concurrency in levels:
             warm = Row(arch, kind, concurrency, 1.0)
@@ -377,7 +367,20 @@ def untrained_seed_version(genres: list[str], folder: Path) -> Path:
     )
 
 
+def simd() -> str:
+    """AVX-512, AVX2 or neither: TensorFlow runs this model ~5x slower without AVX-512."""
+    flags: set[str] = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    if "avx512f" in flags:
+        return "AVX-512"
+    return "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+
+
 def machine() -> str:
+    """The CPU (its model name and vector extensions), cores, memory and Python of this run."""
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -385,7 +388,7 @@ def machine() -> str:
             break
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     cores = len(os.sched_getaffinity(0))
-    return f"{cpu}, {cores} cores, {memory:.0f} GiB, Python {platform.python_version()}"
+    return f"{cpu} ({simd()}), {cores} cores, {memory:.0f} GiB, Python {platform.python_version()}"
 
 
 def model_share_lines(rows: list[Row], alone: dict[int, Alone]) -> list[str]:

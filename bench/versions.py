@@ -24,10 +24,9 @@ STORE = ROOT / "model_store" / "poster-genres"
 
 def model_alone(version: Path, batch: int, seconds: float = 5.0) -> float:
     """Images per second of the loaded model through the classifier's compiled call."""
-    from poster_genres.artifact import load_version
     from poster_genres.classifier import GenreClassifier
 
-    classifier = GenreClassifier(load_version(version), max_batch=16)
+    classifier = GenreClassifier.open(version, max_batch=16)
     classifier.warm_up()
     inputs = np.random.default_rng(0).random((batch, 400, 400, 3), dtype=np.float32)
     classifier.predict(inputs)

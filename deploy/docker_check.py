@@ -1,42 +1,57 @@
-"""Run the built image exactly as docker-compose.yml restricts it, and check it serves.
+"""Bring docker-compose.yml up with this machine's compose, and check the image serves.
 
-    python deploy/docker_check.py IMAGE MODEL_VERSION
+    python deploy/docker_check.py MODEL_VERSION slim=TAG [keras=TAG]
 
-Healthy, then one real poster posted to /predict: its probabilities must equal the tested venv's
-for the same file and model version (same code, same lock) at the 4 decimals the service shows; the
-unrounded float32 probabilities, computed inside the image and in the venv by the same few lines,
-must be bit-identical; then `docker stop` must end it within the compose file's
-stop grace. Prints the figures; exit 1 on
-any failure. Every container it starts is removed.
+For each image target, the compose file itself runs the built image (the v2 plugin, or Debian's
+docker-compose 1.29 where there is none) on a free loopback port: its size and cold start;
+healthy; every restriction of the file applied (read-only root, capabilities, CPU and memory
+limits, tmpfs, a non-root user); one real poster posted to /predict, whose probabilities equal the
+tested venv's scorer at the 4 decimals the service shows; the unrounded float32 probabilities of
+the scorer inside the running container and in the venv bit-identical (under LiteRT in the slim
+image, under Keras in the keras one); then `compose stop` ends it within the file's stop grace.
+Prints the figures; exit 1 on any failure. `compose down` removes what it started, whatever
+happens.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
+from compose import (
+    COMPOSE_FILE,
+    HOST_PORT_VARIABLE,
+    IMAGE_TAG_VARIABLE,
+    TARGET_VARIABLE,
+    Compose,
+    compose_command,
+)
 from dockerlib import (
     PROJECT,
+    SERVICE,
     compose_service,
     docker,
+    docker_bin,
     ready_time,
-    run_flags,
     seconds,
     started_time,
     state,
     wait_healthy,
 )
 
+from poster_genres.decision import SHOWN_DECIMALS, shown
+
 DATA = PROJECT.parent / "shared" / "data" / "Multi_Label_dataset"
-DECIMALS = 4  # the service rounds probabilities to 4 decimals: equal up to that rounding, + 1e-5
-TOLERANCE = 0.5 * 10**-DECIMALS + 1e-5
 
 
 def free_port() -> int:
@@ -72,48 +87,70 @@ def predict(port: int, poster: Path) -> dict[str, object]:
         return result
 
 
-# The same lines inside the image and in the venv: the model's float32 answer, as exact hex floats.
-EXACT = """
-import json, sys
-from pathlib import Path
-from poster_genres.runtime import import_tensorflow
-import_tensorflow()
-from poster_genres.artifact import load_version
-from poster_genres.classifier import GenreClassifier
-from poster_genres.preprocessing import poster_to_input
-classifier = GenreClassifier(load_version(Path(sys.argv[1])), max_batch=1)
-row = classifier.predict(poster_to_input(Path(sys.argv[2]).read_bytes())[None])[0]
-print(json.dumps({"genres": classifier.genres, "hex": [float(p).hex() for p in row]}))
-"""
+def exact_in_venv(poster: Path, version: str, runtime: str) -> list[str]:
+    """The scorer's full-precision float32 probabilities for `poster`, in the venv."""
+    folder = Path(tempfile.mkdtemp(prefix="docker-check-"))
+    try:
+        shutil.copy(poster, folder / "poster.jpg")
+        out = folder / "out.jsonl"
+        subprocess.run(
+            [sys.executable, "-m", "scorer", str(folder), "--out", str(out), "--quiet",
+             "--full-precision", "--runtime", runtime,
+             "--model-dir", str(PROJECT / "model_store/poster-genres" / version)],
+            cwd=PROJECT, capture_output=True, text=True, check=True, timeout=300,
+        )  # fmt: skip
+        return scored_line(out.read_text())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def exact_in_venv(poster: Path, version: str) -> dict[str, list[str]]:
-    model_dir = PROJECT / "model_store" / "poster-genres" / version
+def exact_in_container(container: str, poster: Path, runtime: str) -> list[str]:
+    """The same scorer command inside the running service's container (its model, its code),
+    with the poster sent on stdin into the container's /tmp."""
+    script = (
+        "mkdir -p /tmp/check && cat > /tmp/check/poster.jpg && python -m scorer /tmp/check "
+        f"--out /tmp/check/out.jsonl --quiet --full-precision --runtime {runtime} "
+        "&& cat /tmp/check/out.jsonl"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", EXACT, str(model_dir), str(poster)],
-        cwd=PROJECT, capture_output=True, text=True, check=True, timeout=300,
+        [docker_bin(), "exec", "-i", container, "sh", "-c", script],
+        input=poster.read_bytes(), capture_output=True, timeout=300, check=False,
     )  # fmt: skip
-    values: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
-    return values
+    if result.returncode != 0:
+        raise RuntimeError(f"the scorer in the container failed: {result.stderr.decode()[-800:]}")
+    return scored_line(result.stdout.decode())
 
 
-def exact_in_image(
-    image: str, service: dict[str, object], poster: Path, version: str
-) -> dict[str, list[str]]:
-    """The same computation in a one-off container with the service's restrictions, no network."""
-    flags = run_flags(service, publish=False)
-    if "--restart" in flags:  # a one-off container is removed, not restarted
-        at = flags.index("--restart")
-        del flags[at : at + 2]
-    output = docker(
-        "run", "--rm", "--network", "none", *flags,
-        "--volume", f"{poster}:/check/poster.jpg:ro",
-        image, "python", "-c", EXACT,
-        f"/srv/model_store/poster-genres/{version}", "/check/poster.jpg",
-        timeout=300,
-    )  # fmt: skip
-    values: dict[str, list[str]] = json.loads(output.strip().splitlines()[-1])
-    return values
+def scored_line(jsonl: str) -> list[str]:
+    """(genre, probability) of the one scored row, as text: equal text is equal float32."""
+    record = json.loads(jsonl.strip().splitlines()[-1])
+    return [f"{genre}={value!r}" for genre, value in record["probabilities"].items()]
+
+
+def restrictions_applied(container: str, service: dict[str, Any]) -> list[str]:
+    """What of the compose file's restrictions the engine did not apply to `container`."""
+    host = json.loads(docker("inspect", "--format", "{{json .HostConfig}}", container))
+    user = docker("exec", container, "id", "-u")
+    limits = service["deploy"]["resources"]["limits"]
+    expected = {
+        "read-only root": (host["ReadonlyRootfs"], bool(service.get("read_only"))),
+        "dropped capabilities": (sorted(host["CapDrop"] or []), sorted(service["cap_drop"])),
+        "security options": (sorted(host["SecurityOpt"] or []), sorted(service["security_opt"])),
+        "CPU limit": (host["NanoCpus"], round(float(limits["cpus"]) * 1e9)),
+        "memory limit": (host["Memory"], memory_bytes(limits["memory"])),
+        "tmpfs on /tmp": ("/tmp" in (host["Tmpfs"] or {}), True),
+        "a user other than root": (user != "0", True),
+    }
+    return [
+        f"{what}: {got!r}, expected {want!r}"
+        for what, (got, want) in expected.items()
+        if got != want
+    ]
+
+
+def memory_bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].lower()]) if text[-1].isalpha() else int(text)
 
 
 def lock_drift() -> list[str]:
@@ -133,27 +170,38 @@ def lock_drift() -> list[str]:
     return drift
 
 
-def main() -> int:
-    image, version = sys.argv[1], sys.argv[2]
+# The image targets of the Dockerfile: (target, runtime the exact check uses inside and outside).
+TARGETS = {"slim": "litert", "keras": "keras"}
+
+
+def check_target(target: str, tag: str, version: str, command: list[str]) -> list[str]:
+    """docker-compose.yml up with the image `tag` of `target`; what failed (empty: all passed)."""
     service = compose_service()
     grace = seconds(service["stop_grace_period"])
     port = free_port()
-    name = f"poster-genres-check-{uuid.uuid4().hex[:8]}"
-    flags = run_flags(service, host_port=port)
-    print(f"== docker run {' '.join(flags)} {image}")
+    project = Compose(
+        command, f"poster-genres-check-{uuid.uuid4().hex[:8]}", [COMPOSE_FILE],
+        {HOST_PORT_VARIABLE: str(port), IMAGE_TAG_VARIABLE: tag, TARGET_VARIABLE: target},
+    )  # fmt: skip
+    runtime = TARGETS[target]
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", f"poster-genres:{tag}"))
+    print(f"== {target} image poster-genres:{tag}: {size / 1e6:.0f} MB; compose up on port {port}")
     failures: list[str] = []
+    name = ""
     try:
-        docker("run", "--detach", "--name", name, *flags, image)
+        project.run("up", "--detach", "--no-build")
+        (name,) = project.containers(SERVICE)
         healthy_at = wait_healthy(name, timeout=seconds(service["healthcheck"]["start_period"]))
         started = started_time(name)
         ready = ready_time(name)
         ready_s = f"{ready - started:.1f} s" if ready else "?"
         print(
-            f"   ready (uvicorn listening) {ready_s} after start, healthy {healthy_at - started:.1f} s"
+            f"   cold start: ready (listening) {ready_s} after the container started, healthy "
+            f"{healthy_at - started:.1f} s"
         )
-        user = docker("exec", name, "id", "-u")
-        if user == "0":
-            failures.append("the service runs as root")
+        missing = restrictions_applied(name, service)
+        print("   restrictions: " + ("; ".join(missing) if missing else "all applied"))
+        failures += [f"compose did not apply {m}" for m in missing]
         poster = a_real_poster()
         answer = predict(port, poster)
         served = {p["genre"]: p["probability"] for p in answer["probabilities"]}  # type: ignore[attr-defined]
@@ -161,40 +209,54 @@ def main() -> int:
               f"{[p['genre'] for p in answer['predicted']]}")  # type: ignore[attr-defined]  # fmt: skip
         if answer["version"] != version:
             failures.append(f"served version {answer['version']}, expected {version}")
-        outside = exact_in_venv(poster, version)
-        local = {
-            g: float.fromhex(p) for g, p in zip(outside["genres"], outside["hex"], strict=True)
-        }
+        outside = exact_in_venv(poster, version, "auto")
+        local = {g: float(p) for g, p in (pair.split("=", 1) for pair in outside)}
         if list(local) != list(served):
             failures.append("the image and the venv list different genres")
-        worst = max(abs(local[g] - served[g]) for g in served)
-        same = all(round(local[g], DECIMALS) == served[g] for g in served)
+        same = sum(shown(local[g]) == served[g] for g in served)
         print(
-            f"   vs the venv: largest difference {worst:.1e} (rounding: "
-            f"{0.5 * 10**-DECIMALS:.0e}); rounded to {DECIMALS} decimals "
-            + ("all 25 equal" if same else "NOT all equal")
+            f"   /predict vs the venv, at the {SHOWN_DECIMALS} decimals shown: "
+            f"{same} of {len(served)} equal"
         )
-        if worst > TOLERANCE:
-            failures.append(f"probabilities differ from the venv's by {worst:.2e} > {TOLERANCE}")
-        inside = exact_in_image(image, service, poster, version)
-        identical = sum(a == b for a, b in zip(inside["hex"], outside["hex"], strict=True))
-        print(f"   unrounded float32, image vs venv: {identical} of {len(local)} bit-identical")
-        if inside["genres"] != outside["genres"] or identical != len(local):
-            failures.append("the image's unrounded probabilities differ from the venv's")
-        drift = lock_drift()
-        print("   venv vs requirements.lock: " + (", ".join(drift) if drift else "same versions"))
+        if same != len(served):
+            failures.append("the served probabilities differ from the venv's")
+        inside = exact_in_container(name, poster, runtime)
+        expected = outside if runtime == "litert" else exact_in_venv(poster, version, runtime)
+        identical = sum(a == b for a, b in zip(inside, expected, strict=True))
+        print(
+            f"   unrounded float32 under {runtime}, image vs venv: {identical} of {len(local)} "
+            "bit-identical"
+        )
+        if identical != len(local):
+            failures.append(f"the image's unrounded {runtime} probabilities differ from the venv's")
         before = time.monotonic()
-        docker("stop", "--time", str(round(grace)), name, timeout=grace + 30)
+        project.run("stop", "--timeout", str(round(grace)), timeout=grace + 30)
         stop_s = time.monotonic() - before
         code = state(name)["ExitCode"]
-        print(f"   docker stop: {stop_s:.1f} s (grace {grace:.0f} s), exit code {code}")
+        print(f"   compose stop: {stop_s:.1f} s (grace {grace:.0f} s), exit code {code}")
         if code not in (0, 143) or stop_s >= grace:
             failures.append(f"stop took {stop_s:.1f} s with exit code {code}")
     except Exception as exc:  # any failure is reported with the container's logs
         failures.append(str(exc))
-        print(docker("logs", "--tail", "30", name, check=False), file=sys.stderr)
+        if name:
+            print(docker("logs", "--tail", "30", name, check=False), file=sys.stderr)
     finally:
-        docker("rm", "--force", name, check=False)
+        project.down()
+    return [f"{target}: {failure}" for failure in failures]
+
+
+def main() -> int:
+    version, tags = sys.argv[1], dict(arg.split("=", 1) for arg in sys.argv[2:])
+    command = compose_command(docker_bin())
+    if command is None:
+        raise SystemExit("no compose: neither `docker compose` nor docker-compose is installed")
+    version_line = subprocess.run([*command, "version"], capture_output=True, text=True).stdout
+    print(f"== compose: {' '.join(command)} ({version_line.strip().splitlines()[0]})")
+    failures: list[str] = []
+    for target, tag in tags.items():
+        failures += check_target(target, tag, version, command)
+    drift = lock_drift()
+    print("   venv vs requirements.lock: " + (", ".join(drift) if drift else "same versions"))
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -1,9 +1,9 @@
-"""What the image checks share: the compose file turned into `docker run` flags, and the engine.
+"""What the image checks share: the engine, and the compose file turned into `docker run` flags.
 
-The checks run containers with `docker run`, not compose (Debian bookworm's docker.io has no
-compose plugin, and the Python docker-compose v1 ignores `deploy.resources` without a flag), so
-the flags are read from docker-compose.yml itself: a restriction added there reaches the checks,
-and a key this module does not know stops them instead of being dropped.
+`make docker-check` runs docker-compose.yml itself (deploy/compose.py). `make replicas-check`
+starts, stops, kills and replaces single replicas, which compose does not do one at a time, so it
+runs them with `docker run` and flags read from docker-compose.yml: a restriction added there
+reaches it, and a key this module does not know stops it instead of being dropped.
 """
 
 from __future__ import annotations
@@ -72,27 +72,15 @@ def seconds(duration: str | int | float) -> float:
     return total
 
 
-def run_flags(
-    service: dict[str, Any],
-    *,
-    host_port: int | None = None,
-    publish: bool = True,
-    extra_env: dict[str, str] | None = None,
-) -> list[str]:
-    """The `docker run` flags equal to the compose service's settings.
-
-    `host_port` replaces the published host port (the address stays, loopback); `publish=False`
-    leaves ports out (replicas behind a balancer). Healthcheck, limits, capabilities, read-only
-    root, tmpfs, restart policy and stop grace are always those of the file.
+def run_flags(service: dict[str, Any], *, extra_env: dict[str, str] | None = None) -> list[str]:
+    """The `docker run` flags equal to the compose service's settings, for replicas behind a
+    balancer: no published port. Healthcheck, limits, capabilities, read-only root, tmpfs,
+    restart policy and stop grace are always those of the file.
     """
     unknown = set(service) - HANDLED_KEYS
     if unknown:
         raise ValueError(f"docker-compose.yml keys the checks do not translate: {sorted(unknown)}")
     flags: list[str] = []
-    if publish:
-        for port in service.get("ports", []):
-            address, host, container = str(port).rsplit(":", 2)
-            flags += ["--publish", f"{address}:{host_port or host}:{container}"]
     env = dict(service.get("environment") or {})
     env.update(extra_env or {})
     for key, value in env.items():

@@ -5,7 +5,9 @@
 #   defaults. Under CI=true an engine that cannot be had is a failure, with the reason.
 # - No base image locally and none pullable within 20 s (no registry reachable): build the
 #   TEST-ONLY stand-in (deploy/standin-base.sh), once; later runs reuse it.
-# Sets DOCKER (Debian's client when present: it matches its engine and has BuildKit built in).
+# - No compose (neither the v2 plugin nor docker-compose): install Debian's docker-compose.
+# Sets DOCKER (Debian's client when present: it matches its engine and has BuildKit built in)
+# and COMPOSE (the compose command, as one shell word list).
 
 engine_fail() {
   echo "docker engine unavailable: $*" >&2
@@ -44,6 +46,21 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
 $(tail -n 5 /var/log/dockerd.log 2>/dev/null)"
 fi
 echo "== engine: $("$DOCKER" version --format '{{.Server.Version}}') ($DOCKER)"
+
+# Compose: the client's v2 plugin, else the standalone docker-compose (deploy/compose.py decides;
+# Debian's docker-compose 1.29 is installed when there is neither).
+engine_dir="$(dirname "${BASH_SOURCE[0]}")"
+if ! COMPOSE=$(python3 "$engine_dir/compose.py" "$DOCKER"); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's docker-compose"
+    apt-get update -qq >/dev/null || engine_fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null \
+      || engine_fail "apt-get install docker-compose failed"
+  fi
+  COMPOSE=$(python3 "$engine_dir/compose.py" "$DOCKER") \
+    || engine_fail "no compose: neither the docker compose plugin nor docker-compose"
+fi
+echo "== compose: $COMPOSE"
 
 PYTHON_IMAGE=${PYTHON_IMAGE:-python:3.11-slim-bookworm}
 if "$DOCKER" image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then

@@ -2,18 +2,18 @@
 # make replicas-check: 3 replicas of the image behind nginx on one machine, under load, while one
 # is stopped, one killed, and all are replaced by the other model version (deploy/replicas_check.py
 # says what is checked). Builds the images it needs (cached after the first run).
-#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.1.0
+#   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.2.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 PYTHON=${PYTHON:-.venv/bin/python}
-IMAGE=${IMAGE:-poster-genres:2.1.0}
+IMAGE=${IMAGE:-poster-genres:2.2.0}
 MODEL_VERSION=$(sed -n 's/^ARG MODEL_VERSION=//p' Dockerfile)
 # The other version in the store (the rolling replacement's target): the previous one.
 OTHER_VERSION=${OTHER_VERSION:-$(git ls-files model_store/poster-genres | cut -d/ -f3 | sort -u \
   | grep -vx "$MODEL_VERSION" | tail -n 1)}
 OTHER_IMAGE="$IMAGE-model-$OTHER_VERSION"
-BALANCER_IMAGE=poster-genres-balancer:test
+BALANCER_IMAGE=poster-genres-balancer:2.2.0  # the replicas compose file's
 # shellcheck source=deploy/engine.sh
 source deploy/engine.sh
 
@@ -36,4 +36,6 @@ build "$BALANCER_IMAGE" deploy/nginx
 
 echo "== replicas: $MODEL_VERSION x 3, then rolled to $OTHER_VERSION"
 timeout 600 "$PYTHON" deploy/replicas_check.py "$IMAGE" "$OTHER_IMAGE" "$BALANCER_IMAGE"
+# The same images through deploy/compose.replicas.yml itself, with this machine's compose.
+"$PYTHON" deploy/compose_replicas_check.py
 echo "== replicas-check passed in $(($(date +%s) - t0)) s"

@@ -121,7 +121,7 @@ class Cluster:
     def __init__(self, service: dict[str, object]) -> None:
         self.tag = f"pg-replicas-{uuid.uuid4().hex[:6]}"
         self.network, self.staging = self.tag, f"{self.tag}-staging"
-        self.flags = run_flags(service, publish=False)  # type: ignore[arg-type]
+        self.flags = run_flags(service)  # type: ignore[arg-type]
         self.containers: list[str] = []
         self.serial = 0
         self.joined: list[tuple[str, float]] = []  # (address, when it joined the name)

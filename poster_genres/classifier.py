@@ -1,18 +1,22 @@
-"""GenreClassifier: the model behind compiled functions with fixed batch shapes, plus its version's
+"""GenreClassifier: a version's network behind its runtime, at fixed batch shapes, plus its
 decision rule. The offline scorer, the evaluation CLI and the HTTP service all use this class."""
 
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
+from pathlib import Path
 
-from poster_genres.artifact import LoadedModel
+import numpy as np
+
+from poster_genres.artifact import ModelVersion, open_version
 from poster_genres.decision import Decision
+from poster_genres.maps import Explainer
 from poster_genres.preprocessing import INPUT_SHAPE
+from poster_genres.runtimes import ModelRunner, RuntimeChoice, open_runner
+from poster_genres.runtimes.threads import process_budget
 
 
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
-    """The only batch shapes ever compiled: powers of two and their 1.5x (1, 2, 3, 4, 6, 8, 12,
+    """The only batch shapes ever prepared: powers of two and their 1.5x (1, 2, 3, 4, 6, 8, 12,
     16, ...) up to `max_batch`, and `max_batch` itself. The batcher runs exactly these sizes, so a
     CPU-bound model never computes padding."""
     if max_batch < 1:
@@ -23,77 +27,80 @@ def bucket_sizes(max_batch: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-# The divisor is a variable, not a constant, on purpose: TensorFlow's graph optimiser turns a
-# division by a constant into a multiplication by its reciprocal, which is not correctly rounded
-# (TF 2.21 here: 126 of the 256 values differ from numpy's in the last bit). A true division is,
-# and costs 1.6 ms per batch of 16 (a 256-entry lookup, also exact, cost 12 ms).
-_DIVISOR = tf.Variable(255.0, dtype=tf.float32, trainable=False, name="pixel_divisor")
-
-
-def scale_pixels(pixels: tf.Tensor) -> tf.Tensor:
-    """`preprocessing.pixels_to_input` inside the graph: uint8 -> float32 value / 255,
-    bit-identical for all 256 values (tested)."""
-    return tf.cast(pixels, tf.float32) / _DIVISOR
+def as_pixels(inputs: np.ndarray) -> np.ndarray:
+    """uint8 pixels from model inputs: uint8 as they are; float32 in [0, 1] as
+    `preprocessing.pixels_to_input` makes them (value / 255), back to their exact 8-bit values.
+    The runtimes scale in their graph, bit-identically to that division (tested)."""
+    if inputs.dtype == np.uint8:
+        return inputs
+    pixels: np.ndarray = np.rint(np.clip(inputs, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    return pixels
 
 
 class GenreClassifier:
     """Turns batches of model inputs into genre probabilities and decisions.
 
     The service sends uint8 pixels (`preprocessing.to_model_pixels`): a queued image then holds
-    480 KB instead of 1.9 MB, and the scaling to [0, 1] runs inside the compiled call. Float32
+    480 KB instead of 1.9 MB, and the scaling to [0, 1] runs inside the runtime's graph. Float32
     inputs (`preprocessing.poster_to_input`, as training and evaluation use) are accepted too.
     """
 
-    def __init__(self, loaded: LoadedModel, *, max_batch: int = 16) -> None:
-        self.loaded = loaded
-        self.genres = loaded.genres
-        self.rule = loaded.decision_rule()
-        self.buckets = bucket_sizes(max_batch)
+    def __init__(self, version: ModelVersion, runner: ModelRunner) -> None:
+        self.version_info = version
+        self.genres = version.genres
+        self.rule = version.decision_rule()
+        self.runner = runner
+        self.buckets = runner.sizes
         self.max_batch = self.buckets[-1]
-        # One compiled function per bucket shape and input type: padding to a bucket means nothing
-        # retraces. tf.function traces on first use, so the float32 ones cost nothing unless used.
-        self._forward = {
-            (size, dtype): self._compile(size, dtype)
-            for size in self.buckets
-            for dtype in (np.uint8, np.float32)
-        }
 
-    def _compile(self, size: int, dtype: type[np.generic]) -> tf.types.experimental.GenericFunction:
-        model = self.loaded.model
-        if dtype is np.uint8:
-            forward = lambda x: model(scale_pixels(x), training=False)  # noqa: E731
-        else:
-            forward = lambda x: model(x, training=False)  # noqa: E731
-        return tf.function(
-            forward,
-            input_signature=[tf.TensorSpec((size, *INPUT_SHAPE), tf.as_dtype(dtype))],
-            autograph=False,
-        )
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        runtime: RuntimeChoice = "auto",
+        max_batch: int = 16,
+        interpreters: int | None = None,
+    ) -> GenreClassifier:
+        """Verify the version at `path` and load its network under `runtime`."""
+        version = open_version(path)
+        runner = open_runner(version, runtime, bucket_sizes(max_batch), interpreters=interpreters)
+        return cls(version, runner)
 
     @property
     def name(self) -> str:
-        return self.loaded.name
+        return self.version_info.name
 
     @property
     def version(self) -> str:
-        return self.loaded.version
+        return self.version_info.version
+
+    @property
+    def runtime(self) -> str:
+        return self.runner.runtime
+
+    def explainer(self) -> Explainer:
+        """The explainer that fits this runtime: CAM from the LiteRT model's class maps, or
+        Grad-CAM on the Keras model already loaded. ValueError when the version cannot explain."""
+        budget = process_budget()
+        if self.runner.runtime == "litert":
+            from poster_genres.runtimes.litert_runtime import LiteRTExplainer
+
+            return LiteRTExplainer(self.version_info, budget)
+        from poster_genres.artifact import LoadedModel
+        from poster_genres.explain import GenreExplainer
+
+        model = getattr(self.runner, "model", None)
+        if model is None:
+            raise ValueError("this runtime has no Keras model to explain with")
+        version = self.version_info
+        return GenreExplainer(
+            LoadedModel(metadata=version.metadata, path=version.path, model=model)
+        )
 
     def warm_up(self) -> None:
-        """Compile and run every uint8 bucket once (the service's path), so the first real request
-        pays no tracing cost."""
-        tf_logger = tf.get_logger()
-        level = tf_logger.level
-        # One trace per bucket is the design; TensorFlow's "frequent retracing" hint is not news.
-        tf_logger.setLevel("ERROR")
-        try:
-            for size in self.buckets:
-                self._run_bucket(np.zeros((size, *INPUT_SHAPE), dtype=np.uint8))
-        finally:
-            tf_logger.setLevel(level)
-
-    def _run_bucket(self, batch: np.ndarray) -> np.ndarray:
-        forward = self._forward[len(batch), batch.dtype.type]
-        return np.asarray(forward(tf.constant(batch)), dtype=np.float32)
+        """Run every batch shape once, so the first request pays no preparation cost."""
+        self.runner.warm_up()
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Probabilities (n, N) for model inputs (n, 400, 400, 3), uint8 pixels or float32 in
@@ -102,14 +109,15 @@ class GenreClassifier:
             raise ValueError(f"expected inputs of shape (n, {INPUT_SHAPE}), got {inputs.shape}")
         if inputs.dtype not in (np.uint8, np.float32):
             raise ValueError(f"expected uint8 or float32 inputs, got {inputs.dtype}")
+        pixels = as_pixels(inputs)
         outputs = []
-        for start in range(0, len(inputs), self.max_batch):
-            chunk = inputs[start : start + self.max_batch]
+        for start in range(0, len(pixels), self.max_batch):
+            chunk = pixels[start : start + self.max_batch]
             size = next(b for b in self.buckets if b >= len(chunk))
             if size > len(chunk):
-                padding = np.zeros((size - len(chunk), *INPUT_SHAPE), dtype=inputs.dtype)
+                padding = np.zeros((size - len(chunk), *INPUT_SHAPE), dtype=np.uint8)
                 chunk = np.concatenate([chunk, padding])
-            outputs.append(self._run_bucket(chunk)[: min(self.max_batch, len(inputs) - start)])
+            outputs.append(self.runner.run(chunk)[: min(self.max_batch, len(pixels) - start)])
         if not outputs:
             return np.zeros((0, len(self.genres)), dtype=np.float32)
         return np.concatenate(outputs)

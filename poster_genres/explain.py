@@ -14,27 +14,14 @@ no positive evidence anywhere gets all zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from poster_genres.artifact import LoadedModel
-from poster_genres.classifier import scale_pixels
+from poster_genres.maps import GenreMap, MapMethod, check_request, peak_scaled
 from poster_genres.preprocessing import INPUT_SHAPE
-
-METHOD = "grad-cam"
-
-
-@dataclass(frozen=True)
-class GenreMap:
-    """One genre's evidence map for one poster."""
-
-    genre_index: int
-    probability: float
-    probabilities: np.ndarray  # every genre's, for this poster (n_genres,)
-    grid: np.ndarray  # (rows, cols) float32 in [0, 1], row 0 at the top of the poster
+from poster_genres.runtimes.keras_runtime import scale_pixels
 
 
 def feature_map(model: keras.Model) -> keras.KerasTensor:
@@ -49,7 +36,7 @@ def feature_map(model: keras.Model) -> keras.KerasTensor:
     raise ValueError(f"{model.name} has no spatial feature map to explain")
 
 
-def _logit_head(model: keras.Model) -> keras.layers.Dense:
+def logit_head(model: keras.Model) -> keras.layers.Dense:
     head = model.layers[-1]
     if not isinstance(head, keras.layers.Dense) or head.activation is not keras.activations.sigmoid:
         raise ValueError(f"{model.name} does not end in a sigmoid Dense layer")
@@ -59,11 +46,13 @@ def _logit_head(model: keras.Model) -> keras.layers.Dense:
 class GenreExplainer:
     """Grad-CAM maps from a loaded model, through one compiled function of batch 1."""
 
+    method: MapMethod = "grad-cam"
+
     def __init__(self, loaded: LoadedModel) -> None:
         model = loaded.model
         self.genres = loaded.genres
         features = feature_map(model)
-        self._head = _logit_head(model)
+        self._head = logit_head(model)
         # Feature map and the head's input in one pass, so the logit can be formed by hand.
         self._model = keras.Model(model.inputs, [features, self._head.input])
         rows, cols = features.shape[1:3]
@@ -100,15 +89,10 @@ class GenreExplainer:
     def explain(self, pixels: np.ndarray, genre_index: int | None = None) -> GenreMap:
         """The map of genre `genre_index` (default: the most probable) for one poster's uint8
         pixels (400, 400, 3)."""
-        if pixels.shape != INPUT_SHAPE or pixels.dtype != np.uint8:
-            raise ValueError(f"expected uint8 pixels of shape {INPUT_SHAPE}, got {pixels.shape}")
-        if genre_index is not None and not 0 <= genre_index < len(self.genres):
-            raise ValueError(f"genre index {genre_index} is out of range")
+        check_request(pixels, genre_index, len(self.genres))
         wanted = -1 if genre_index is None else genre_index
         cam, probabilities, chosen = self._maps(tf.constant(pixels[None]), tf.constant(wanted))
-        grid = np.asarray(cam, dtype=np.float32)
-        peak = float(grid.max())
-        grid = grid / peak if peak > 0 else np.zeros_like(grid)
+        grid = peak_scaled(np.asarray(cam, dtype=np.float32))
         probs = np.asarray(probabilities, dtype=np.float32)
         index = int(chosen)
         return GenreMap(index, float(probs[index]), probs, grid)

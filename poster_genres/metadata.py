@@ -17,7 +17,8 @@ from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR
 from poster_genres.errors import ModelStoreError
 
 # 1: the first release (no schema_version field). 2: predictable, decision, calibration.
-SCHEMA_VERSION = 2
+# 3: litert (a checked model.tflite beside model.keras).
+SCHEMA_VERSION = 3
 
 
 class DecisionSettings(BaseModel):
@@ -27,6 +28,20 @@ class DecisionSettings(BaseModel):
 
     floor: float = Field(PROBABILITY_FLOOR, ge=0.0, lt=1.0)
     max_predicted: int = Field(MAX_PREDICTED, ge=1)
+
+
+class LiteRTRecord(BaseModel):
+    """`model.tflite`: exported from the Keras model and checked against it on real posters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str = "model.tflite"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Output names in the file: "probabilities" always, "class_maps" when the head allows CAM.
+    outputs: list[str] = Field(default_factory=lambda: ["probabilities"])
+    parity: dict[str, Any] = Field(default_factory=dict)
+    converter: str = ""
+    exported_at: str = ""
 
 
 class Split(BaseModel):
@@ -61,6 +76,7 @@ class ModelMetadata(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    litert: LiteRTRecord | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:

@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from poster_genres.runtime import run_command
+from poster_genres.cli import run_command
+from poster_genres.runtimes import RUNTIME_CHOICES
 from scorer.inputs import OUTPUT_FORMATS, posters_in, posters_listed
 
 DEFAULT_STORE = Path(__file__).resolve().parent.parent / "model_store"
@@ -53,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write DIR/<poster>.<genre>.png: where the model found each poster's most "
         "probable genre (Grad-CAM over the poster)",
+    )
+    parser.add_argument(
+        "--full-precision",
+        action="store_true",
+        help="write each probability as the model's full float32 (default: rounded to 4 decimals,"
+        " as the service shows them)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        default=os.environ.get("POSTER_RUNTIME", "auto"),
+        help="what runs the model: auto (LiteRT when the version has a checked model.tflite, "
+        "else Keras), litert or keras (default: POSTER_RUNTIME, else auto)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -103,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         found, ignored = posters_in(folder)
         items = [(str(p.relative_to(folder)), p) for p in found]
 
-    from poster_genres.runtime import import_tensorflow
-
-    import_tensorflow(verbose=args.verbose)
-    from poster_genres.artifact import load_version, resolve_version_dir
+    from poster_genres.artifact import open_version, resolve_version_dir
     from poster_genres.classifier import GenreClassifier
+    from poster_genres.cli import import_tensorflow
     from poster_genres.errors import ModelStoreError
+    from poster_genres.runtimes import resolve_runtime
     from scorer.folder import score_posters
 
     try:
@@ -117,19 +130,32 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get("POSTER_MODEL_NAME", "poster-genres"),
             os.environ.get("POSTER_MODEL_VERSION") or None,
         )
-        classifier = GenreClassifier(load_version(path), max_batch=args.batch_size)
+        if resolve_runtime(args.runtime, open_version(path)) == "keras":
+            import_tensorflow(verbose=args.verbose)
+        classifier = GenreClassifier.open(path, runtime=args.runtime, max_batch=args.batch_size)
     except ModelStoreError as exc:
         print(f"cannot score: {exc}", file=sys.stderr)
         return 1
     if not 1 <= args.top_k <= len(classifier.genres):
         parser.error(f"--top-k must be between 1 and {len(classifier.genres)}")
-    summary = score_posters(classifier, items, args.out, top_k=args.top_k, progress=not args.quiet)
+    summary = score_posters(
+        classifier,
+        items,
+        args.out,
+        top_k=args.top_k,
+        progress=not args.quiet,
+        full_precision=args.full_precision,
+    )
     summary.ignored = ignored
     print(f"{summary.describe()}; wrote {args.out}", file=sys.stderr)
     if args.explain is not None and summary.scored:
         from scorer.heatmaps import write_heatmaps
 
-        written = write_heatmaps(classifier.loaded, items, args.explain, progress=not args.quiet)
+        try:
+            written = write_heatmaps(classifier, items, args.explain, progress=not args.quiet)
+        except ValueError as exc:
+            print(f"cannot write heatmaps: {exc}", file=sys.stderr)
+            return 1
         print(f"wrote {written} heatmaps to {args.explain}", file=sys.stderr)
     if summary.scored == 0:
         print("nothing could be scored", file=sys.stderr)

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from poster_genres.classifier import GenreClassifier
+from poster_genres.decision import shown
 from poster_genres.errors import PosterGenresError
 from poster_genres.preprocessing import decode_poster, to_model_pixels
 
@@ -41,10 +42,15 @@ class Summary:
 
 
 class RowWriter:
-    """Writes rows as CSV or JSON lines, chosen by the output's suffix."""
+    """Writes rows as CSV or JSON lines, chosen by the output's suffix. Probabilities are written
+    as the service shows them (`decision.shown`), or as the model's full float32 with
+    `full_precision`."""
 
-    def __init__(self, handle: IO[str], as_csv: bool, genres: Sequence[str]) -> None:
+    def __init__(
+        self, handle: IO[str], as_csv: bool, genres: Sequence[str], full_precision: bool = False
+    ) -> None:
         self.handle, self.genres = handle, list(genres)
+        self.value = full_float32 if full_precision else shown
         self.csv = csv.writer(handle) if as_csv else None
         if self.csv:
             self.csv.writerow(["file", "predicted", "error", *self.genres])
@@ -59,16 +65,22 @@ class RowWriter:
     def scored(self, name: str, probs: np.ndarray, classifier: GenreClassifier, top_k: int) -> None:
         decision = classifier.decide(probs, top_k)
         predicted = [g for g, _ in decision.predicted]
+        values = [self.value(p) for p in probs]
         if self.csv:
-            self.csv.writerow([name, "|".join(predicted), "", *(f"{p:.6f}" for p in probs)])
+            self.csv.writerow([name, "|".join(predicted), "", *values])
             return
         record: dict[str, Any] = {
             "file": name,
             "predicted": predicted,
-            "top_k": [{"genre": g, "probability": p} for g, p in decision.top_k],
-            "probabilities": dict(zip(self.genres, map(float, probs), strict=True)),
+            "top_k": [{"genre": g, "probability": self.value(p)} for g, p in decision.top_k],
+            "probabilities": dict(zip(self.genres, values, strict=True)),
         }
         self.handle.write(json.dumps(record) + "\n")
+
+
+def full_float32(value: float) -> float:
+    """The model's float32 exactly: the shortest decimal that reads back as the same float32."""
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="-"))
 
 
 def _chunks(items: list[tuple[str, Path]], size: int) -> Iterator[list[tuple[str, Path]]]:
@@ -87,6 +99,7 @@ def score_posters(
     *,
     top_k: int = 3,
     progress: bool = True,
+    full_precision: bool = False,
 ) -> Summary:
     """Score (name, path) pairs into `out` (.csv or .jsonl), one row each, in the given order."""
     summary = Summary()
@@ -94,7 +107,7 @@ def score_posters(
         out.open("w", newline="", encoding="utf-8") as handle,
         tqdm(total=len(items), unit="poster", disable=not progress, file=sys.stderr) as bar,
     ):
-        writer = RowWriter(handle, out.suffix.lower() == ".csv", classifier.genres)
+        writer = RowWriter(handle, out.suffix.lower() == ".csv", classifier.genres, full_precision)
         for chunk in _chunks(items, classifier.max_batch):
             inputs: list[np.ndarray] = []
             outcomes: list[int | tuple[str, str]] = []  # index into inputs, or (code, message)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from poster_genres.artifact import LoadedModel
+from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import PosterGenresError
-from poster_genres.explain import GenreExplainer
 from poster_genres.heatmap import overlay, png_bytes
 from poster_genres.preprocessing import decode_poster, to_model_pixels
 
@@ -23,10 +22,15 @@ def heatmap_path(folder: Path, name: str, genre: str) -> Path:
 
 
 def write_heatmaps(
-    loaded: LoadedModel, items: list[tuple[str, Path]], folder: Path, *, progress: bool = True
+    classifier: GenreClassifier,
+    items: list[tuple[str, Path]],
+    folder: Path,
+    *,
+    progress: bool = True,
 ) -> int:
-    """One overlay PNG per readable poster, for its most probable genre; returns how many."""
-    explainer = GenreExplainer(loaded)
+    """One overlay PNG per readable poster, for its most probable genre, from the explainer of
+    the classifier's runtime; returns how many."""
+    explainer = classifier.explainer()
     written = 0
     for name, path in tqdm(items, unit="heatmap", disable=not progress, file=sys.stderr):
         try:
@@ -34,7 +38,7 @@ def write_heatmaps(
         except (PosterGenresError, OSError):
             continue  # the scores file already says why
         genre_map = explainer.explain(to_model_pixels(decoded.image))
-        out = heatmap_path(folder, name, loaded.genres[genre_map.genre_index])
+        out = heatmap_path(folder, name, classifier.genres[genre_map.genre_index])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(png_bytes(overlay(decoded.image, genre_map.grid)))
         written += 1

@@ -48,7 +48,7 @@ def poster_bytes(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow get a longer timeout than the 60 s default, unless they set their own."""
+    """Tests marked slow get a longer timeout than the 120 s default, unless they set their own."""
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from poster_genres.artifact import load_version
 from poster_genres.classifier import GenreClassifier
 from poster_genres.preprocessing import poster_to_input
 from tests.conftest import TINY_GENRES, make_settings, poster_bytes
@@ -92,7 +91,7 @@ def test_http_and_evaluation_path_give_the_same_probabilities(
     path = sorted(tiny_dataset.images.glob("*.jpg"))[5]
     data = path.read_bytes()
     over_http = np.array([p["probability"] for p in predict(client, data).json()["probabilities"]])
-    classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
+    classifier = GenreClassifier.open(tiny_version, max_batch=4)
     offline = classifier.predict(poster_to_input(data)[None])[0]
     # The same numbers, shown to four decimals.
     assert over_http.tolist() == [round(float(p), 4) for p in offline]
@@ -132,9 +131,14 @@ def test_metrics_expose_requests_stages_batches_queue_and_genres(client: TestCli
     predict(client)
     text = client.get("/metrics").text
     assert 'poster_requests_total{route="/predict",status="200"}' in text
+    runtime = client.get("/model").json()["runtime"]
+    assert runtime == "litert"  # the tiny version has a checked model.tflite: auto picks it
     for stage in ("decode", "preprocess", "queue", "inference", "total"):
-        assert f'poster_stage_seconds_count{{stage="{stage}"}}' in text
-    assert "poster_batch_size_count" in text
+        assert f'poster_stage_seconds_count{{stage="{stage}",runtime="{runtime}"}}' in text
+    assert f'poster_batch_size_count{{runtime="{runtime}"}}' in text
+    assert (
+        f'poster_model_info{{name="poster-genres",version="tiny",runtime="{runtime}"}} 1.0' in text
+    )
     assert "poster_queue_depth 0.0" in text
     assert "poster_predicted_genre_total{" in text
 
@@ -216,8 +220,10 @@ def test_raw_bodies_keep_the_error_contract(tiny_store: Path) -> None:
         assert_error(
             small.post("/predict", content=b"x" * 2001, headers=jpeg), 413, "payload_too_large"
         )
-        text = {"Content-Type": "text/plain"}
-        assert_error(small.post("/predict", content=POSTER, headers=text), 422, "missing_file")
+        for kind in ("text/plain", "application/pdf", "application/json; charset=utf-8"):
+            refused = small.post("/predict", content=b"%PDF-1.7", headers={"Content-Type": kind})
+            assert_error(refused, 415, "unsupported_media_type")
+            assert "multipart/form-data" in refused.json()["error"]["message"]
 
 
 def test_openapi_offers_the_raw_body_beside_the_form(client: TestClient) -> None:

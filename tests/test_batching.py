@@ -219,7 +219,7 @@ def test_refusals_say_what_happened_and_the_worker_has_its_names() -> None:
 
         running = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=4)
         running.start()
-        assert running._worker is not None and running._worker.get_name() == "micro-batcher"
+        assert [task.get_name() for task in running._tasks] == ["micro-batcher-0"]
         assert float((await running.submit(image(4), 5)).probabilities[0]) == 4.0
         await running.stop()
 
@@ -314,3 +314,29 @@ def test_the_model_thread_is_named_for_the_os_too() -> None:
 
     run(scenario())
     assert seen == ["inference_0"]
+
+
+def test_two_workers_run_two_model_calls_at_once() -> None:
+    """With two interpreters (LiteRT, one thread each) two batches of one run side by side."""
+    inside, peak = [0], [0]
+    release = threading.Event()
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        inside[0] += 1
+        peak[0] = max(peak[0], inside[0])
+        release.wait(2)
+        inside[0] -= 1
+        return batch.reshape(len(batch), -1)[:, :1].astype(np.float32)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch=1, max_wait_s=0, max_queue=8, workers=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(image(1), 5))
+        second = asyncio.ensure_future(batcher.submit(image(2), 5))
+        await asyncio.sleep(0.2)
+        assert peak[0] == 2  # both calls are in the model at once
+        release.set()
+        assert [float((await f).probabilities[0]) for f in (first, second)] == [1.0, 2.0]
+        await batcher.stop()
+
+    run(scenario())

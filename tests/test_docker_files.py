@@ -23,7 +23,8 @@ from tests.conftest import IN_CI
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "deploy"))
 
-import dockerlib  # noqa: E402  # deploy/ is scripts, not a package
+import compose as composelib  # noqa: E402  # deploy/ is scripts, not a package
+import dockerlib  # noqa: E402
 
 
 def compose(path: str) -> dict[str, Any]:
@@ -46,9 +47,8 @@ def pairs(flags: list[str]) -> set[tuple[str, str]]:
 
 def test_the_checks_run_the_image_with_exactly_the_compose_restrictions() -> None:
     service = dockerlib.compose_service()
-    flags = dockerlib.run_flags(service, host_port=12345)
+    flags = dockerlib.run_flags(service)
     expected = {
-        ("--publish", "127.0.0.1:12345:8000"),
         ("--tmpfs", "/tmp:size=256m,mode=1777"),
         ("--cap-drop", "ALL"),
         ("--security-opt", "no-new-privileges:true"),
@@ -62,7 +62,7 @@ def test_the_checks_run_the_image_with_exactly_the_compose_restrictions() -> Non
     } | {("--env", f"{k}={v}") for k, v in service["environment"].items()}
     assert expected <= pairs(flags)
     assert "--read-only" in flags
-    assert "--publish" not in dockerlib.run_flags(service, publish=False)
+    assert "--publish" not in flags  # replicas sit behind the balancer
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_the_replicas_run_as_the_compose_file_says() -> None:
         single.pop(key)
     service.pop("build")
     assert service == single
-    assert replicas["balancer"]["ports"] == ["127.0.0.1:8000:8080"]
+    assert replicas["balancer"]["ports"] == ["127.0.0.1:${POSTER_HOST_PORT:-8000}:8080"]
 
 
 def test_the_replicas_compose_file_follows_the_compose_spec() -> None:
@@ -136,9 +136,10 @@ def test_image_and_compose_healthchecks_agree() -> None:
 
 def test_the_image_serves_one_pinned_committed_model_version() -> None:
     text = (PROJECT / "Dockerfile").read_text()
-    (version,) = re.findall(r"^ARG MODEL_VERSION=(\S+)$", text, flags=re.MULTILINE)
+    (version,) = set(re.findall(r"^ARG MODEL_VERSION=(\S+)$", text, flags=re.MULTILINE))
     assert "ENV POSTER_MODEL_VERSION=${MODEL_VERSION}" in text
-    assert (PROJECT / "model_store" / "poster-genres" / version / "model.keras").is_file()
+    for name in ("model.keras", "model.tflite"):  # keras target / both targets
+        assert (PROJECT / "model_store" / "poster-genres" / version / name).is_file()
     assert "COPY model_store /" not in text  # never the whole store
     deployment = (PROJECT / "deploy/kubernetes/deployment.yaml").read_text()
     assert re.search(rf'POSTER_MODEL_VERSION.*\n\s+value: "{re.escape(version)}"', deployment)
@@ -158,6 +159,14 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
         name = re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         assert name in pinned, f"{name} is not pinned in requirements.lock"
     assert len(entries) == lock.count("==")  # every pin carries hashes
+    slim = (PROJECT / "requirements-slim.lock").read_text()
+    slim_pins = set(re.findall(r"^([A-Za-z0-9._-]+)==\S+ \\$", slim, re.MULTILINE))
+    assert "ai-edge-litert" in slim_pins and "ai-edge-litert" in pinned
+    assert not slim_pins & {"tensorflow-cpu", "tensorflow", "keras", "tf-keras"}  # the slim image
+    hashed = re.findall(
+        r"^[A-Za-z0-9._-]+==\S+(?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+", slim, re.MULTILINE
+    )
+    assert len(hashed) == slim.count("==")  # every pin of the slim lock carries hashes too
     assert "libclang" not in pinned  # never imported at run time (see deploy/update-lock.sh)
     text = (PROJECT / "Dockerfile").read_text()
     assert "--require-hashes --no-deps" in text
@@ -168,5 +177,65 @@ def test_the_build_context_is_only_what_the_image_uses() -> None:
     assert "*" in ignore  # everything excluded, then only these let in:
     included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert included == {
-        "requirements.lock", "pyproject.toml", "README.md", "app", "poster_genres", "model_store"
+        "requirements.lock", "requirements-slim.lock", "pyproject.toml", "README.md", "app",
+        "poster_genres", "scorer", "model_store",
     }  # fmt: skip
+
+
+def fake_program(folder: Path, name: str, succeeds_with: str) -> str:
+    """An executable that exits 0 only when its arguments are `succeeds_with`."""
+    folder.mkdir(exist_ok=True)
+    program = folder / name
+    program.write_text(f'#!/bin/sh\n[ "$*" = "{succeeds_with}" ]\n')
+    program.chmod(0o755)
+    return str(program)
+
+
+def test_compose_detection_prefers_the_plugin_then_the_standalone(tmp_path: Path) -> None:
+    with_plugin = fake_program(tmp_path / "a", "docker", "compose version")
+    without_plugin = fake_program(tmp_path / "b", "docker", "version")
+    empty = str(tmp_path / "nothing")
+    assert composelib.compose_command(with_plugin, path=empty) == [with_plugin, "compose"]
+    assert composelib.compose_command(without_plugin, path=empty) is None
+    standalone = fake_program(tmp_path / "b", "docker-compose", "version")
+    folder = str(tmp_path / "b")
+    assert composelib.compose_command(without_plugin, path=folder) == [standalone]
+    assert composelib.compose_command(None, path=folder) == [standalone]
+    # The plugin wins when both are there.
+    fake_program(tmp_path / "a", "docker-compose", "version")
+    assert composelib.compose_command(with_plugin, path=str(tmp_path / "a")) == [
+        with_plugin,
+        "compose",
+    ]
+
+
+def test_engine_sh_finds_compose_through_the_tested_module(tmp_path: Path) -> None:
+    def found(docker: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "deploy/compose.py", docker],
+            cwd=PROJECT, env={"PATH": str(tmp_path / "nothing")}, capture_output=True, text=True,
+        )  # fmt: skip
+
+    plugin = found(fake_program(tmp_path / "a", "docker", "compose version"))
+    assert plugin.returncode == 0 and plugin.stdout.split() == [
+        str(tmp_path / "a/docker"),
+        "compose",
+    ]
+    neither = found(fake_program(tmp_path / "b", "docker", "version"))
+    assert neither.returncode == 1 and neither.stdout == ""
+    assert (
+        'python3 "$engine_dir/compose.py" "$DOCKER"' in (PROJECT / "deploy/engine.sh").read_text()
+    )
+
+
+REPLICAS_COMMAND = (
+    "docker-compose --project-name poster-genres-replicas -f deploy/compose.replicas.yml up --build"
+)
+
+
+def test_every_place_gives_the_same_replicas_command() -> None:
+    for place in ("deploy/compose.replicas.yml", "docker-compose.yml", "README.md"):
+        text = " ".join((PROJECT / place).read_text().replace("#", " ").split())
+        assert REPLICAS_COMMAND in text, place
+    # Compose 1.29 refuses a top-level `name`; the command line names the project instead.
+    assert "name" not in compose("deploy/compose.replicas.yml")

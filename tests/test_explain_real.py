@@ -11,6 +11,8 @@ from poster_genres.artifact import resolve_version_dir
 from tools.explain_check import Report, Summary, evaluate, held_out_posters
 
 POSTERS = 32
+# Three models' maps on 32 posters and 1,056 deletion predictions: about a minute on an AVX2 CPU.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

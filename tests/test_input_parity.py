@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from poster_genres.artifact import load_version
-from poster_genres.classifier import GenreClassifier, scale_pixels
+from poster_genres.classifier import GenreClassifier
 from poster_genres.preprocessing import (
     decode_poster,
     pixels_to_input,
     poster_to_input,
     to_model_pixels,
 )
+from poster_genres.runtimes.keras_runtime import scale_pixels
 from training.dataset import PosterBatches
 
 
@@ -41,7 +41,7 @@ def test_pixels_then_scaling_is_exactly_the_training_input(tiny_dataset) -> None
 def test_the_model_answers_the_same_to_pixels_and_to_training_inputs(
     tiny_version: Path, tiny_dataset
 ) -> None:
-    classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
+    classifier = GenreClassifier.open(tiny_version, max_batch=4)
     paths = sorted(tiny_dataset.images.glob("*.jpg"))[:3]
     pixels = np.stack([to_model_pixels(decode_poster(p.read_bytes()).image) for p in paths])
     floats = np.stack([poster_to_input(p.read_bytes()) for p in paths])
@@ -52,7 +52,7 @@ def test_the_model_answers_the_same_to_pixels_and_to_training_inputs(
 
 
 def test_other_input_types_are_refused(tiny_version: Path) -> None:
-    classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
+    classifier = GenreClassifier.open(tiny_version, max_batch=4)
     with pytest.raises(ValueError, match="uint8 or float32"):
         classifier.predict(np.zeros((1, 400, 400, 3), dtype=np.float64))
 
@@ -72,7 +72,7 @@ def test_the_shipped_model_answers_real_posters_identically_from_pixels(real_dat
     from poster_genres.artifact import resolve_version_dir
 
     version = resolve_version_dir(PROJECT_ROOT / "model_store", "poster-genres", None)
-    classifier = GenreClassifier(load_version(version), max_batch=16)
+    classifier = GenreClassifier.open(version, max_batch=16)
     paths = sorted((real_data / "Images").glob("*.jpg"))[:16]
     pixels = np.stack([to_model_pixels(decode_poster(p.read_bytes()).image) for p in paths])
     floats = np.stack([poster_to_input(p.read_bytes()) for p in paths])

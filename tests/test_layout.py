@@ -58,3 +58,36 @@ def test_no_type_ignore_without_a_reason() -> None:
                 if MARKER in line and not IGNORE_WITH_REASON.search(line):
                     bare.append(f"{path.relative_to(PROJECT)}:{number}")
     assert bare == [], "each type-ignore needs a reason comment after it"
+
+
+# Where a model runtime may be imported: the runtime seam's own modules, Grad-CAM (it differentiates
+# through the Keras model), the quiet TensorFlow import of the command-line processes, and training.
+RUNTIME_IMPORTS = {
+    "tensorflow": {
+        "poster_genres/runtimes/keras_runtime.py", "poster_genres/explain.py",
+        "poster_genres/cli.py",
+    },
+    "keras": {
+        "poster_genres/runtimes/keras_runtime.py", "poster_genres/explain.py",
+        "poster_genres/cli.py", "poster_genres/artifact.py",
+    },
+    "ai_edge_litert": {"poster_genres/runtimes/litert_runtime.py"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIME_IMPORTS))
+def test_only_the_runtime_modules_import_a_runtime(runtime: str) -> None:
+    importers = {
+        file
+        for package in ("poster_genres", "app", "scorer")
+        for file, names in imported_top_level(package).items()
+        if runtime in names
+    }
+    assert importers == RUNTIME_IMPORTS[runtime]
+
+
+def test_the_readme_curls_show_their_errors() -> None:
+    """`curl -s` alone hides a missing file (exit 26, no output); every example says -sS."""
+    readme = (PROJECT / "README.md").read_text()
+    commands = re.findall(r"curl( -[A-Za-z]+)*", readme)
+    assert commands and all("S" in flags for flags in re.findall(r"curl -([A-Za-z]+)", readme))

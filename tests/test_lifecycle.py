@@ -59,6 +59,7 @@ def test_readiness_turns_503_while_the_listener_stays_open_for_the_drain_delay(
         time.sleep(0.3)
         ready = httpx.get(f"{url}/health/ready", timeout=2)  # a new connection: still accepted
         assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert "shutting down: readiness is 503 now" in service.stderr()  # not silent for 2 s
         refused = httpx.post(f"{url}/predict", files={"file": ("p.jpg", poster_bytes())}, timeout=5)
         assert refused.status_code == 503
         assert httpx.get(f"{url}/health/live", timeout=2).status_code == 200

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from poster_genres.artifact import load_version, resolve_version_dir
+from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
 from poster_genres.metadata import SCHEMA_VERSION
 
@@ -63,8 +64,10 @@ def test_genres_json_disagreeing_with_metadata(broken_store: Path) -> None:
         load_version(version_of(broken_store))
 
 
-def run_service(store: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POSTER_MODEL_STORE": str(store), "POSTER_PORT": "18765"}
+def run_service(
+    store: Path, extra: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POSTER_MODEL_STORE": str(store), "POSTER_PORT": "18765", **extra}
     return subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=PROJECT,
@@ -75,19 +78,35 @@ def run_service(store: Path, timeout: float = 120) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("damage", ["missing", "corrupt"])
-def test_process_refuses_to_start_on_a_bad_model(broken_store: Path, damage: str) -> None:
-    model = version_of(broken_store) / "model.keras"
+@pytest.mark.parametrize(
+    ("damage", "name", "runtime"),
+    [
+        ("missing", "model.keras", "keras"),
+        ("corrupt", "model.keras", "auto"),  # every model file present is verified
+        ("missing", "model.tflite", "auto"),  # recorded in the metadata, so it must be there
+        ("corrupt", "model.tflite", "auto"),  # never a quiet fall-back to Keras
+    ],
+)
+def test_process_refuses_to_start_on_a_bad_model(
+    broken_store: Path, damage: str, name: str, runtime: str
+) -> None:
+    model = version_of(broken_store) / name
     if damage == "missing":
         model.unlink()
     else:
         model.write_bytes(b"garbage")
-    result = run_service(broken_store)
+    result = run_service(broken_store, {"POSTER_RUNTIME": runtime})
     assert result.returncode != 0
     clear = [line for line in result.stderr.splitlines() if "cannot serve:" in line]
-    assert clear and "model.keras" in clear[0]
+    assert clear and name in clear[0]
     assert "Uvicorn running" not in result.stderr
+
+
+def test_a_version_with_only_its_tflite_serves_under_litert(broken_store: Path) -> None:
+    (version_of(broken_store) / "model.keras").unlink()
+    assert GenreClassifier.open(version_of(broken_store)).runtime == "litert"
+    with pytest.raises(ModelStoreError, match=r"missing model\.keras"):
+        GenreClassifier.open(version_of(broken_store), runtime="keras")
 
 
 def test_new_versions_are_written_with_the_current_schema(tiny_version: Path) -> None:

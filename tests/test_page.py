@@ -63,6 +63,9 @@ def test_uploaded_poster_shows_the_api_numbers(browser, service: str, tmp_path: 
     api = httpx.post(f"{service}/predict", files={"file": ("poster.png", poster.read_bytes())})
     expected = {p["genre"]: p["probability"] for p in api.json()["probabilities"]}
     predicted = {p["genre"] for p in api.json()["predicted"]}
+    genres = httpx.get(f"{service}/genres").json()["genres"]
+    predictable = {g["genre"] for g in genres if g["predictable"]}
+    assert predictable != {g["genre"] for g in genres}  # N/A at least: a genre with no mark
 
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
     page.goto(service)
@@ -77,11 +80,17 @@ def test_uploaded_poster_shows_the_api_numbers(browser, service: str, tmp_path: 
         shown[genre] = float(bar.get_attribute("data-probability"))
         assert bar.locator(".bar-value").inner_text() == f"{expected[genre] * 100:.1f}%"
         assert ("is-predicted" in bar.get_attribute("class")) == (genre in predicted)
-        assert bar.locator(".bar-threshold").count() == 1
+        # A threshold mark only for a genre the rule can predict.
+        assert bar.locator(".bar-threshold").count() == (genre in predictable)
     assert shown == pytest.approx(expected, abs=1e-6)
     values = list(shown.values())
     assert values == sorted(values, reverse=True)
     assert "tiny" in page.locator("#model-version").inner_text()
+    assert "never predicts" in page.locator("#legend-unmarked").inner_text()
+    assert (
+        page.get_by_role("link", name="the API and its documentation").get_attribute("href")
+        == "/docs"
+    )
     assert page.locator("#preview").get_attribute("src").startswith("blob:")
     page.close()
 

@@ -36,13 +36,16 @@ def test_real_csv_parses_to_unique_posters_and_header_genres(real_data: Path) ->
     assert len(table.merged_duplicates) == 11
 
 
+@pytest.mark.slow  # the whole test split, 914 posters: ~25 s under LiteRT on an AVX2 CPU
 def test_shipped_model_reproduces_its_recorded_test_metrics(real_data: Path, shipped: Path) -> None:
+    """Under LiteRT (auto: the version has a checked model.tflite), the model card's figures,
+    recorded under Keras, hold within 1e-3."""
     result, prior = evaluate(shipped, real_data / "Images", real_data / "train.csv", split="test")
     recorded = json.loads((shipped / "metadata.json").read_text())["metrics"]["test"]
     assert result["n_images"] == recorded["model"]["n_images"]
     for key in ("mAP", "micro_AP", "macro_AUC", "micro_F1", "macro_F1", "precision_at_3", "brier"):
-        assert result[key] == pytest.approx(recorded["model"][key], abs=0.005), key
-        assert prior[key] == pytest.approx(recorded["label_prior"][key], abs=0.005), key
+        assert result[key] == pytest.approx(recorded["model"][key], abs=1e-3), key
+        assert prior[key] == pytest.approx(recorded["label_prior"][key], abs=1e-3), key
 
 
 @pytest.fixture(scope="module")

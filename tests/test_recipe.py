@@ -38,6 +38,7 @@ def test_thresholds_are_tuned_on_validation_labels_only(
             recipe=Recipe(epochs=1, batch_size=16, learning_rate=1e-3, refit=True),
             val_fraction=0.25,
             test_fraction=0.25,
+            litert=False,  # not what this test is about
         )
     )
     from poster_genres.metadata import read_metadata

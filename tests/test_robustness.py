@@ -38,7 +38,7 @@ MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
             400,
             "bad_request",
         ),
-        ({"json": {"file": "not multipart"}}, 422, "missing_file"),
+        ({"json": {"file": "not multipart"}}, 415, "unsupported_media_type"),
         (
             {"files": {"file": ("a.jpg", POSTER)}, "data": {"note": "x" * 1_500_000}},
             400,

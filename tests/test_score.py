@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poster_genres.artifact import load_version
 from poster_genres.classifier import GenreClassifier
+from poster_genres.decision import shown
 from poster_genres.preprocessing import poster_to_input
 from scorer.__main__ import main as score_cli
 from tests.cli_process import run_without_tensorflow
@@ -41,9 +41,10 @@ def test_scores_a_folder_into_csv(folder: Path, tiny_version: Path, tmp_path: Pa
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["file"] for r in rows] == ["a.jpg", "broken.jpg", "sub/b.png"]  # input order
     assert rows[1]["error"] == "invalid_image"
-    classifier = GenreClassifier(load_version(tiny_version), max_batch=4)
+    classifier = GenreClassifier.open(tiny_version, max_batch=4)
     expected = classifier.predict(poster_to_input((folder / "a.jpg").read_bytes())[None])[0]
-    np.testing.assert_allclose([float(rows[0][g]) for g in TINY_GENRES], expected, atol=1e-5)
+    # Rounded as the service shows them (decision.shown), to the digit.
+    assert [rows[0][g] for g in TINY_GENRES] == [str(shown(p)) for p in expected]
 
 
 def test_scores_a_folder_into_json_lines(folder: Path, tiny_version: Path, tmp_path: Path) -> None:
@@ -54,6 +55,23 @@ def test_scores_a_folder_into_json_lines(folder: Path, tiny_version: Path, tmp_p
     assert len(records) == 3
     good = [r for r in records if "error" not in r]
     assert all(len(r["top_k"]) == 2 and list(r["probabilities"]) == TINY_GENRES for r in good)
+    for record in good:
+        values = [*record["probabilities"].values(), *(t["probability"] for t in record["top_k"])]
+        assert values == [shown(v) for v in values]  # 4 decimals, like /predict
+
+
+def test_full_precision_writes_the_models_float32(
+    folder: Path, tiny_version: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "full.jsonl"
+    argv = [str(folder), "--out", str(out), "--model-dir", str(tiny_version), "--quiet"]
+    assert score_cli([*argv, "--full-precision"]) == 0
+    record = json.loads(out.read_text().splitlines()[0])
+    classifier = GenreClassifier.open(tiny_version, max_batch=4)
+    expected = classifier.predict(poster_to_input((folder / "a.jpg").read_bytes())[None])[0]
+    written = np.array([record["probabilities"][g] for g in TINY_GENRES], dtype=np.float32)
+    np.testing.assert_array_equal(written, expected)  # every bit of the float32 survives
+    assert any(len(repr(v)) > 8 for v in record["probabilities"].values())  # not rounded
 
 
 def test_every_poster_of_several_chunks_gets_a_row(tiny_version: Path, tmp_path: Path) -> None:
@@ -66,10 +84,10 @@ def test_every_poster_of_several_chunks_gets_a_row(tiny_version: Path, tmp_path:
     assert score_cli([*argv, "--quiet"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["file"] for r in rows] == [f"p{i}.jpg" for i in range(7)]
-    classifier = GenreClassifier(load_version(tiny_version), max_batch=2)
+    classifier = GenreClassifier.open(tiny_version, max_batch=2)
     last = classifier.predict(poster_to_input((posters / "p6.jpg").read_bytes())[None])[0]
     scored = next(r for r in rows if r["file"] == "p6.jpg")
-    np.testing.assert_allclose([scored["probabilities"][g] for g in TINY_GENRES], last, atol=1e-5)
+    assert [scored["probabilities"][g] for g in TINY_GENRES] == [shown(p) for p in last]
 
 
 def test_refused_formats_get_an_error_row_and_the_summary_counts_them(
@@ -199,6 +217,7 @@ def test_ctrl_c_ends_the_scorer_with_130_and_one_line(
     folder: Path, tiny_version: Path, tmp_path: Path
 ) -> None:
     argv = [str(folder), "--out", str(tmp_path / "o.csv"), "--model-dir", str(tiny_version)]
+    argv += ["--runtime", "keras"]  # stopped while TensorFlow loads; LiteRT would be done by then
     process = subprocess.Popen(
         [sys.executable, "-m", "scorer", *argv], cwd=PROJECT, stderr=subprocess.PIPE, text=True
     )

@@ -22,6 +22,10 @@ class FakeClassifier:
     max_batch = 1
     buckets = (1,)
     genres = ("a",)
+    runtime = "litert"
+
+    class runner:  # named as the attribute of GenreClassifier
+        parallel = 1
 
     @staticmethod
     def predict(batch: np.ndarray) -> np.ndarray:
@@ -103,14 +107,14 @@ def test_a_model_the_explainer_cannot_read_still_serves_predictions(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    import app.main as main_module
     from app.main import create_app
+    from poster_genres.classifier import GenreClassifier
     from tests.conftest import poster_bytes
 
-    def refuse(loaded: object) -> None:
+    def refuse(self: object) -> None:
         raise ValueError("no spatial feature map to explain")
 
-    monkeypatch.setattr(main_module, "GenreExplainer", refuse)
+    monkeypatch.setattr(GenreClassifier, "explainer", refuse)
     with TestClient(create_app(make_settings(tiny_store))) as client:
         poster = {"file": ("p.jpg", poster_bytes())}
         assert client.post("/predict", files=poster).status_code == 200

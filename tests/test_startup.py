@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import run_without_tensorflow
+from tests.service_process import free_port
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -62,10 +65,29 @@ def test_comma_separated_cors_origins_are_accepted() -> None:
         del os.environ["POSTER_CORS_ORIGINS"]
 
 
-@pytest.mark.slow
-def test_an_unknown_version_lists_the_available_ones(tiny_store: Path) -> None:
-    result = start({"POSTER_MODEL_STORE": str(tiny_store), "POSTER_MODEL_VERSION": "nope"})
+def test_an_unknown_version_is_reported_before_tensorflow_loads(tiny_store: Path) -> None:
+    env = {
+        "POSTER_MODEL_STORE": str(tiny_store),
+        "POSTER_MODEL_VERSION": "nope",
+        "POSTER_HOST": "127.0.0.1",
+        "POSTER_PORT": str(free_port()),
+    }
+    result = run_without_tensorflow("app.__main__:main", [], env)
     assert_plain(result, 1, "cannot serve: model version 'nope' not found", "(available: tiny)")
+
+
+def test_help_prints_the_settings_and_starts_nothing() -> None:
+    result = run_without_tensorflow("app.__main__:main", ["--help"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m app")
+    assert "POSTER_API_KEY" in result.stdout and "POSTER_MODEL_VERSION" in result.stdout
+    assert run_without_tensorflow("app.__main__:main", ["--port", "1"]).returncode == 2
+
+
+def test_a_lower_case_log_level_is_accepted() -> None:
+    from app.config import Settings
+
+    assert Settings(log_level="info").log_level == "INFO"
 
 
 @pytest.mark.slow

@@ -108,8 +108,17 @@ def test_unknown_architecture_is_a_value_error() -> None:
 
 def test_training_writes_every_artifact(tiny_version: Path) -> None:
     files = {p.name for p in tiny_version.iterdir()}
-    assert files == {"model.keras", "genres.json", "metadata.json", "curves.png", "reliability.png"}
+    assert files == {
+        "model.keras", "model.tflite", "genres.json", "metadata.json", "curves.png",
+        "reliability.png", "validation.npz",
+    }  # fmt: skip
     metadata = json.loads((tiny_version / "metadata.json").read_text())
+    assert metadata["litert"]["sha256"] == sha256_of(tiny_version / "model.tflite")
+    assert metadata["litert"]["parity"]["max_abs_difference"] <= 1e-4
+    assert metadata["litert"]["parity"]["changed_predicted"] == 0
+    held_out = np.load(tiny_version / "validation.npz")
+    assert list(held_out["ids"]) == metadata["split"]["ids"]["validation"]
+    assert held_out["raw"].shape == held_out["labels"].shape == (len(held_out["ids"]), 4)
     assert json.loads((tiny_version / "genres.json").read_text()) == TINY_GENRES
     assert metadata["model_sha256"] == sha256_of(tiny_version / "model.keras")
     assert len(metadata["thresholds"]) == 4

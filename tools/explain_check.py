@@ -215,7 +215,7 @@ def evaluate(version_dir: Path, posters: list[Path], seed: int = 0) -> Report:
     from poster_genres.preprocessing import decode_poster, to_model_pixels
 
     loaded = load_version(version_dir)
-    classifier = GenreClassifier(loaded, max_batch=16)
+    classifier = GenreClassifier.open(version_dir, max_batch=16)
     explainer = GenreExplainer(loaded)
     randomised = {
         label: GenreExplainer(randomise_top(version_dir, depth, seed))  # type: ignore[arg-type]  # a LoadedModel

@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
-from poster_genres.runtime import run_command
+from poster_genres.cli import run_command
+from poster_genres.runtimes import RUNTIME_CHOICES
 from training.recipes import ARCHITECTURES, DEFAULT_ARCH, RECIPES, check_recipe
 
 DEFAULT_DATA = Path("../shared/data/Multi_Label_dataset")
@@ -74,6 +76,27 @@ def _parser() -> argparse.ArgumentParser:
         help="only the Ids the version recorded for this split; default: every labelled poster",
     )
 
+    evaluate.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        default="auto",
+        help="auto: LiteRT when the version has a checked model.tflite, else Keras",
+    )
+
+    export = commands.add_parser(
+        "export-litert",
+        help="write a version's model.tflite, checked against its Keras model on held-out posters",
+        formatter_class=defaults,
+    )
+    export.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
+    export.add_argument(
+        "--images",
+        type=Path,
+        default=DEFAULT_DATA / "Images",
+        help="the dataset's poster folder (the check runs on the version's held-out posters)",
+    )
+    export.add_argument("--posters", type=int, default=320, help="held-out posters to check on")
+
     compare = commands.add_parser(
         "compare",
         help="record another run's test figures (same split) in a version's metadata",
@@ -112,7 +135,7 @@ RECIPE_FLAGS: tuple[tuple[str, type, str], ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from poster_genres.runtime import import_tensorflow
+    from poster_genres.cli import import_tensorflow
 
     import_tensorflow(verbose=args.verbose)  # every subcommand reaches Keras (the card: metadata)
     if args.command == "train":
@@ -151,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.metrics import format_table, summary
 
         model_result, prior_result = evaluate(
-            args.model_dir, args.images, args.csv, split=args.split
+            args.model_dir, args.images, args.csv, split=args.split, runtime=args.runtime
         )
         print(format_table(model_result, prior_result))
         print(
@@ -163,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
+        return 0
+    if args.command == "export-litert":
+        from training.litert_export import ExportRefused, export_litert
+
+        try:
+            record = export_litert(args.model_dir, args.images, posters=args.posters)
+        except ExportRefused as exc:
+            print(f"export refused: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(record["parity"]))
         return 0
     if args.command == "compare":
         from training.export import record_comparison

@@ -15,8 +15,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from poster_genres.artifact import CURVES_FILE, RELIABILITY_FILE, write_version
+from poster_genres.artifact import CURVES_FILE, RELIABILITY_FILE, VALIDATION_FILE, write_version
 from poster_genres.decision import NEVER_PREDICTED, DecisionRule
+from poster_genres.metadata import SCHEMA_VERSION
 from poster_genres.preprocessing import PREPROCESSING_SPEC
 from training import calibration, metrics
 from training.dataset import (
@@ -60,6 +61,7 @@ class TrainConfig:
     limit: int = 0  # train on the first N unique posters only (smoke runs)
     workers: int = 2
     min_positives_to_predict: int = MIN_POSITIVES_TO_PREDICT
+    litert: bool = True  # also export a checked model.tflite (training/litert_export.py)
 
     def __post_init__(self) -> None:
         if self.recipe is None and self.arch in RECIPES:
@@ -293,7 +295,7 @@ def run(config: TrainConfig) -> Path:
     best = max(history, key=lambda r: r.get("val_mAP", 0.0)) if history else {}
 
     metadata: dict[str, Any] = {
-        "schema_version": 2,
+        "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "architecture": config.arch,
         "genres": table.genres,
@@ -351,8 +353,25 @@ def run(config: TrainConfig) -> Path:
     def figures(folder: Path) -> None:
         save_curves(history, folder / CURVES_FILE)
         save_reliability(reliability, folder / RELIABILITY_FILE)
+        # The validation split as the train-only model scored it: a later change of the decision
+        # rule is chosen on these, with no retraining.
+        np.savez_compressed(
+            folder / VALIDATION_FILE,
+            ids=np.asarray(validation.ids),
+            labels=validation.labels.astype(np.uint8),
+            raw=val_raw.astype(np.float32),
+            calibrated=val_probs.astype(np.float32),
+        )
 
     path = write_version(config.store, config.name, version, model, metadata, extra_files=figures)
+    if config.litert:
+        from training.litert_export import ExportRefused, export_litert
+
+        try:
+            parity = export_litert(path, config.images)["parity"]
+            say(f"exported model.tflite: {parity}")
+        except ExportRefused as exc:
+            say(f"no model.tflite: {exc}")  # the version still serves with Keras
     say(
         f"wrote {path} in {metadata['training']['duration_s'] / 60:.1f} min, "
         f"peak RSS {peak_rss_mb():.0f} MB"

@@ -39,6 +39,7 @@ async def ready(request: Request) -> Response:
         status=service.health,
         model=service.classifier.name,
         version=service.classifier.version,
+        runtime=service.classifier.runner.runtime,
         uptime_s=round(service.uptime_s, 3),
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)

@@ -19,12 +19,13 @@ async def genres(service: ServiceDep) -> GenresResponse:
 @router.get("/model", response_model=ModelInfo)
 async def model_info(service: ServiceDep) -> ModelInfo:
     """The served model's metadata: version, metrics, thresholds, input spec, preprocessing."""
-    loaded = service.classifier.loaded
+    loaded = service.classifier.version_info
     metadata = loaded.metadata.model_dump(mode="json", exclude_none=True)
     metadata["split"] = {k: v for k, v in metadata.get("split", {}).items() if k != "ids"}
     return ModelInfo(
         name=loaded.name,
         version=loaded.version,
+        runtime=service.classifier.runner.runtime,
         genres=loaded.genres,
         thresholds=[float(t) for t in loaded.metadata.thresholds],
         input=loaded.metadata.input,

@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from app.deps import ServiceDep, SettingsDep
-from app.errors import ClientDisconnected, MissingFile, TooManyFiles
+from app.errors import ClientDisconnected, MissingFile, TooManyFiles, UnsupportedMediaType
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
 from poster_genres.errors import PosterGenresError
 
@@ -24,7 +24,7 @@ ERRORS = {
         400: "empty_file or invalid_image",
         401: "unauthorized (only when an API key is configured)",
         413: "payload_too_large",
-        415: "unsupported_format",
+        415: "unsupported_format (the image) or unsupported_media_type (the body's Content-Type)",
         422: "missing_file, image_too_large, too_many_files or invalid_parameter",
         503: "overloaded, deadline_exceeded or draining (with Retry-After)",
     }.items()
@@ -47,16 +47,19 @@ RAW_BODY = {
 }
 
 
-def _raw_upload(request: Request) -> bool:
-    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return kind in RAW_TYPES
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def read_one_poster(request: Request, file: UploadFile | None) -> bytes:
     """The poster's bytes: the raw body when its Content-Type is an image type, else the one
-    multipart field `file`."""
-    if _raw_upload(request):
+    multipart field `file`. Any other declared type (a PDF, JSON) is refused with 415."""
+    kind = _media_type(request)
+    if kind in RAW_TYPES:
         return await request.body()
+    if kind and kind != "multipart/form-data":
+        accepted = ", ".join(("multipart/form-data", *RAW_TYPES))
+        raise UnsupportedMediaType(f"Content-Type {kind[:60]!r} is not accepted; use {accepted}.")
     if file is None:
         raise MissingFile(
             "Send the poster as a multipart form field 'file', or as the body with an image "

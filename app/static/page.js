@@ -72,7 +72,8 @@ function draw(result) {
     fill.className = "bar-fill";
     fill.style.width = percent(item.probability);
     track.append(fill);
-    if (info) {
+    // A mark only where the rule has a threshold to show: none for a genre it never predicts.
+    if (info && info.predictable && info.threshold != null) {
       const mark = document.createElement("span");
       mark.className = "bar-threshold";
       mark.style.left = percent(Math.max(info.threshold, 0.1));
