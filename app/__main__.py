@@ -123,6 +123,7 @@ def serve(settings: Settings) -> int:
     from poster_genres.cli import import_tensorflow
     from poster_genres.errors import ModelStoreError
     from poster_genres.runtimes import resolve_runtime
+    from poster_genres.runtimes.threads import process_budget
 
     try:  # a mistyped version, or a runtime it cannot have, is reported before any model loads
         path = resolve_version_dir(
@@ -133,7 +134,8 @@ def serve(settings: Settings) -> int:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
     if runtime == "keras":  # LiteRT needs no TensorFlow in the process at all
-        import_tensorflow(verbose=settings.log_level == "DEBUG")
+        budget = process_budget(settings.threads)
+        import_tensorflow(verbose=settings.log_level == "DEBUG", threads=budget.size)
     from app.connections import guarded_protocol
     from app.logs import configure_logging
     from app.main import create_app, load_classifier

@@ -204,7 +204,9 @@ class MicroBatcher:
             if not live:
                 continue
             fits = max(s for s in self.sizes if s <= len(live))
-            live, self._carry = live[:fits], live[fits:]
+            # Extend, never replace: with several workers another one may have carried jobs too.
+            live, extra = live[:fits], live[fits:]
+            self._carry.extend(extra)
             batch = np.stack([job.image for job in live])
             started = time.monotonic()
             try:

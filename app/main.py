@@ -76,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             raise SystemExit(f"cannot serve: {exc}") from None
     try:
         explainer: Explainer | None = classifier.explainer()  # the same loaded model
-    except ValueError as exc:  # a model without a feature map or a sigmoid head: predict only
+    except (ValueError, ModelStoreError) as exc:  # no feature map, no class maps: predict only
         logger.warning("/explain is not available for this model: %s", exc)
         explainer = None
     app.state.metrics.model_info.labels(

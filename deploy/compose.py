@@ -2,8 +2,8 @@
 
 The v2 plugin (`docker compose`) where the client has it; else the standalone `docker-compose`
 (Debian bookworm's docker.io has no plugin, and its `docker-compose` package is 1.29). Both read
-the same files: the project's compose files keep to what 1.29 understands (no top-level `name`,
-replicas through `--scale`).
+the same files: the project's compose files keep to what 1.29 understands (no top-level `name`;
+`deploy.replicas`, which 1.29 honours).
 """
 
 from __future__ import annotations

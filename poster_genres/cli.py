@@ -24,9 +24,12 @@ def run_command(main: Callable[[], int]) -> NoReturn:
     sys.exit(status)
 
 
-def import_tensorflow(*, verbose: bool = False) -> None:
-    """Import TensorFlow and Keras now; silently unless `verbose`."""
+def import_tensorflow(*, verbose: bool = False, threads: int | None = None) -> None:
+    """Import TensorFlow and Keras now; silently unless `verbose`. `threads`: the size of
+    TensorFlow's pool (the process's thread budget), which TensorFlow reads once, as it starts."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if threads is not None:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     with native_stderr_held(verbose=verbose):
         import keras  # noqa: F401
         import tensorflow as tf

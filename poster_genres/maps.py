@@ -9,6 +9,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from poster_genres.preprocessing import INPUT_SHAPE
+
 # For the shipped heads (global average pooling, then one Dense layer) the two are the same map:
 # Grad-CAM's channel weights are the Dense kernel's column divided by the number of cells.
 MapMethod = Literal["grad-cam", "cam"]
@@ -45,7 +47,7 @@ def peak_scaled(cam: np.ndarray) -> np.ndarray:
 
 def check_request(pixels: np.ndarray, genre_index: int | None, n_genres: int) -> None:
     """The checks every explainer makes on its arguments."""
-    if pixels.shape != (400, 400, 3) or pixels.dtype != np.uint8:
-        raise ValueError(f"expected uint8 pixels of shape (400, 400, 3), got {pixels.shape}")
+    if pixels.shape != INPUT_SHAPE or pixels.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels of shape {INPUT_SHAPE}, got {pixels.shape}")
     if genre_index is not None and not 0 <= genre_index < n_genres:
         raise ValueError(f"genre index {genre_index} is out of range")

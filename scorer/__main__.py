@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from poster_genres.cli import import_tensorflow
     from poster_genres.errors import ModelStoreError
     from poster_genres.runtimes import resolve_runtime
+    from poster_genres.runtimes.threads import process_budget
     from scorer.folder import score_posters
 
     try:
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get("POSTER_MODEL_VERSION") or None,
         )
         if resolve_runtime(args.runtime, open_version(path)) == "keras":
-            import_tensorflow(verbose=args.verbose)
+            import_tensorflow(verbose=args.verbose, threads=process_budget().size)
         classifier = GenreClassifier.open(path, runtime=args.runtime, max_batch=args.batch_size)
     except ModelStoreError as exc:
         print(f"cannot score: {exc}", file=sys.stderr)

@@ -132,3 +132,41 @@ def test_real_posters_get_the_same_answers_under_both_runtimes(
     assert (
         sum(a != [shown(p) for p in b] for a, b in zip(top, got, strict=True)) <= len(posters) // 4
     )
+
+
+def test_a_call_that_needs_the_whole_budget_is_served_in_turn() -> None:
+    """One-thread calls that keep arriving never starve a call that needs both threads."""
+    budget = ThreadBudget(2)
+    order: list[str] = []
+    first = threading.Event()
+
+    def small(name: str) -> None:
+        with budget.threads(1):
+            order.append(name)
+            first.set()
+            time.sleep(0.05)
+
+    holder = threading.Thread(target=small, args=("small-0",))
+    holder.start()
+    first.wait(2)
+    whole = threading.Thread(target=lambda: budget.run(2, lambda: order.append("whole")))
+    whole.start()
+    time.sleep(0.01)  # it is waiting now: later small calls queue behind it
+    later = [threading.Thread(target=small, args=(f"small-{i}",)) for i in (1, 2)]
+    for thread in later:
+        thread.start()
+    for thread in (holder, whole, *later):
+        thread.join(5)
+    assert order[:2] == ["small-0", "whole"]
+
+
+def test_runtime_choices_are_checked(tiny_version: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import poster_genres.runtimes as runtimes
+
+    version = open_version(tiny_version)
+    with pytest.raises(ModelStoreError, match="unknown runtime 'LiteRT'"):
+        resolve_runtime("LiteRT", version)  # type: ignore[arg-type]  # what an env var can hold
+    monkeypatch.setattr(runtimes, "litert_importable", lambda: False)
+    assert resolve_runtime("auto", version) == "keras"  # installed with [keras] only
+    with pytest.raises(ModelStoreError, match=r"install poster-genres\[litert\]"):
+        resolve_runtime("litert", version)

@@ -42,6 +42,14 @@ class ModelRunner(Protocol):
     def warm_up(self) -> None: ...
 
 
+def litert_importable() -> bool:
+    """Whether this installation has LiteRT (`poster-genres[litert]`)."""
+    try:
+        return importlib.util.find_spec("ai_edge_litert") is not None
+    except ImportError:
+        return False
+
+
 def keras_importable() -> bool:
     """Whether this installation has TensorFlow and Keras (the slim image has neither)."""
     try:
@@ -53,13 +61,16 @@ def keras_importable() -> bool:
 def resolve_runtime(choice: RuntimeChoice, version: ModelVersion) -> RuntimeName:
     """The runtime `choice` means for `version`: `auto` is LiteRT when the version has a verified
     `model.tflite` (or when TensorFlow is not installed), else Keras."""
+    if choice not in RUNTIME_CHOICES:
+        raise ModelStoreError(f"unknown runtime {choice!r}; choose {', '.join(RUNTIME_CHOICES)}")
     if choice == "auto":
-        if version.litert is not None:
+        if version.litert is not None and litert_importable():
             return "litert"
         if not keras_importable():
             raise ModelStoreError(
-                f"{version.path} has no model.tflite and TensorFlow is not installed: "
-                "export one (python -m training export-litert) or install poster-genres[keras]"
+                f"{version.path}: neither LiteRT with a model.tflite nor TensorFlow is available: "
+                "install poster-genres[litert] (python -m training export-litert writes the file) "
+                "or poster-genres[keras]"
             )
         return "keras"
     if choice == "litert" and version.litert is None:
@@ -67,6 +78,8 @@ def resolve_runtime(choice: RuntimeChoice, version: ModelVersion) -> RuntimeName
             f"{version.path} has no model.tflite for POSTER_RUNTIME=litert "
             "(python -m training export-litert writes one)"
         )
+    if choice == "litert" and not litert_importable():
+        raise ModelStoreError("POSTER_RUNTIME=litert needs LiteRT: install poster-genres[litert]")
     if choice == "keras" and not keras_importable():
         raise ModelStoreError("POSTER_RUNTIME=keras needs TensorFlow: install poster-genres[keras]")
     return choice

@@ -29,8 +29,10 @@ _configured: int | None = None
 
 
 def use_threads(count: int) -> None:
-    """Size TensorFlow's thread pools to the budget, once per process (TensorFlow reads them when
-    its runtime starts, and refuses a change after that)."""
+    """Size TensorFlow's thread pools to the budget, once per process. TensorFlow reads them when
+    its runtime starts and refuses a change after that, so the command-line processes set them
+    before importing it (`cli.import_tensorflow(threads=...)`); this covers a process that had
+    not started it yet."""
     global _configured
     if _configured is not None:
         return

@@ -8,6 +8,7 @@ interpreters, never run more threads at once than there are CPUs to run them.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import threading
@@ -52,14 +53,21 @@ class ThreadBudget:
         self.size = size
         self._free = size
         self._changed = threading.Condition()
+        self._waiting: collections.deque[object] = collections.deque()
 
     @contextmanager
     def threads(self, count: int) -> Iterator[None]:
-        """Hold `count` threads of the budget (at most all of it) while the block runs."""
+        """Hold `count` threads of the budget (at most all of it) while the block runs. Callers
+        are served in arrival order, so a call that needs the whole budget (an explanation) is
+        never starved by smaller ones that keep some of it taken."""
         count = min(count, self.size)
+        ticket = object()
         with self._changed:
-            self._changed.wait_for(lambda: self._free >= count)
+            self._waiting.append(ticket)
+            self._changed.wait_for(lambda: self._waiting[0] is ticket and self._free >= count)
+            self._waiting.popleft()
             self._free -= count
+            self._changed.notify_all()  # the next in line may fit in what is left
         try:
             yield
         finally:
