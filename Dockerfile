@@ -5,6 +5,9 @@
 # PyPI and Debian's mirror. Pin the base by digest where you can resolve one:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:... .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The model version served, and the only one in the image (declared once; each stage that copies
+# it says `ARG MODEL_VERSION` to use it).
+ARG MODEL_VERSION=20261127-lite0-v2
 
 # Build stage of the keras target: its dependencies from the hash-pinned lock, then the service.
 FROM ${PYTHON_IMAGE} AS build-keras
@@ -59,7 +62,7 @@ RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
 # (a local, uncommitted training run) never ship. A version that does not exist fails the build.
 FROM ${PYTHON_IMAGE} AS runtime
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin poster
-ARG MODEL_VERSION=20261127-lite0-v2
+ARG MODEL_VERSION
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -86,7 +89,7 @@ CMD ["python", "-m", "app"]
 # The keras target: the slim image's files plus TensorFlow/Keras and model.keras, for
 # POSTER_RUNTIME=keras (the reference) and Grad-CAM through Keras. Serves LiteRT by default too.
 FROM runtime AS keras
-ARG MODEL_VERSION=20261127-lite0-v2
+ARG MODEL_VERSION
 COPY --from=build-keras /opt/venv /opt/venv
 COPY model_store/poster-genres/${MODEL_VERSION}/model.keras /srv/model_store/poster-genres/${MODEL_VERSION}/
 LABEL org.opencontainers.image.title=poster-genres \
@@ -99,7 +102,7 @@ USER 10001
 # The shipped versions' model.tflite answers as model.keras does (checked at export), at about 3x
 # the speed on CPUs without AVX-512, in an image a fraction of the size.
 FROM runtime AS slim
-ARG MODEL_VERSION=20261127-lite0-v2
+ARG MODEL_VERSION
 COPY --from=build-slim /opt/venv /opt/venv
 LABEL org.opencontainers.image.title=poster-genres \
       org.opencontainers.image.version=2.2.0 \

@@ -27,20 +27,12 @@ build() {  # build TARGET TAG [legacy]
   local target=$1 tag=$2 mode=BuildKit kit=1 start
   if [[ "${3:-}" == legacy ]]; then mode="the legacy builder" kit=0; fi
   start=$(date +%s.%N)
-  # BuildKit on Debian's engine 20.10 has been seen to drop the build context's stream once
-  # ("RST_STREAM ... PROTOCOL_ERROR") on a loaded machine: a second try, then a failure.
-  for attempt in 1 2; do
-    if DOCKER_BUILDKIT=$kit "$DOCKER" build --quiet "${BUILD_ARGS[@]}" --target "$target" \
-      --build-arg "MODEL_VERSION=$MODEL_VERSION" --tag "$tag" . >/tmp/poster-genres-build.log 2>&1; then
-      break
-    fi
+  if ! DOCKER_BUILDKIT=$kit "$DOCKER" build --quiet "${BUILD_ARGS[@]}" --target "$target" \
+    --build-arg "MODEL_VERSION=$MODEL_VERSION" --tag "$tag" . >/tmp/poster-genres-build.log 2>&1; then
     tail -n 30 /tmp/poster-genres-build.log >&2
-    if [[ $attempt == 2 ]] || ! grep -q 'rpc error' /tmp/poster-genres-build.log; then
-      echo "FAILED: docker build --target $target ($mode)" >&2
-      exit 1
-    fi
-    echo "== the builder dropped its stream: building once more" >&2
-  done
+    echo "FAILED: docker build --target $target ($mode)" >&2
+    exit 1
+  fi
   echo "== built $tag (--target $target) with $mode in $(awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $start}") s"
 }
 for target in slim keras; do
