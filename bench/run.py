@@ -282,9 +282,10 @@ def stage_sums(port: int) -> dict[str, tuple[float, float]]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     sums = {}
     for stage in STAGES:
-        # The runtime label is there from 2.2 on; earlier commits (bench.speed) have none.
-        total = re.search(rf'poster_stage_seconds_sum{{stage="{stage}"[^}}]*}} (\S+)', text)
-        count = re.search(rf'poster_stage_seconds_count{{stage="{stage}"[^}}]*}} (\S+)', text)
+        # Labels come sorted, and the runtime label is there from 2.2 on (bench.speed serves
+        # earlier commits too): the stage's sample whatever its other labels.
+        total = re.search(rf'poster_stage_seconds_sum{{[^}}]*stage="{stage}"[^}}]*}} (\S+)', text)
+        count = re.search(rf'poster_stage_seconds_count{{[^}}]*stage="{stage}"[^}}]*}} (\S+)', text)
         sums[stage] = (
             float(total.group(1)) if total else 0.0,
             float(count.group(1)) if count else 0.0,

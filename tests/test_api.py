@@ -134,10 +134,10 @@ def test_metrics_expose_requests_stages_batches_queue_and_genres(client: TestCli
     runtime = client.get("/model").json()["runtime"]
     assert runtime == "litert"  # the tiny version has a checked model.tflite: auto picks it
     for stage in ("decode", "preprocess", "queue", "inference", "total"):
-        assert f'poster_stage_seconds_count{{stage="{stage}",runtime="{runtime}"}}' in text
+        assert f'poster_stage_seconds_count{{runtime="{runtime}",stage="{stage}"}}' in text
     assert f'poster_batch_size_count{{runtime="{runtime}"}}' in text
     assert (
-        f'poster_model_info{{name="poster-genres",version="tiny",runtime="{runtime}"}} 1.0' in text
+        f'poster_model_info{{name="poster-genres",runtime="{runtime}",version="tiny"}} 1.0' in text
     )
     assert "poster_queue_depth 0.0" in text
     assert "poster_predicted_genre_total{" in text
