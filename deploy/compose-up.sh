@@ -10,8 +10,13 @@ t0=$(date +%s)
 # shellcheck source=deploy/engine.sh
 source deploy/engine.sh
 read -r -a compose <<<"$COMPOSE"
-"${compose[@]}" build "${BUILD_ARGS[@]}" >/tmp/poster-genres-compose-build.log 2>&1 \
-  || { tail -n 30 /tmp/poster-genres-compose-build.log >&2; echo "FAILED: compose build" >&2; exit 1; }
+# Built with Debian's client and BuildKit, as compose would name it (docker-compose 1.29 would use
+# the legacy builder, which also builds the keras stage the slim image does not need).
+target=${POSTER_IMAGE_TARGET:-slim}
+image=poster-genres:${POSTER_IMAGE_TAG:-2.2.0}
+"$DOCKER" build --quiet "${BUILD_ARGS[@]}" --target "$target" --tag "$image" . \
+  >/tmp/poster-genres-compose-build.log 2>&1 \
+  || { tail -n 30 /tmp/poster-genres-compose-build.log >&2; echo "FAILED: docker build" >&2; exit 1; }
 echo "== built in $(($(date +%s) - t0)) s"
 "${compose[@]}" up --detach --no-build
 container=$("${compose[@]}" ps --quiet poster-genres)

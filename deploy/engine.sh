@@ -78,10 +78,10 @@ else
   echo "== base: $PYTHON_IMAGE"
 fi
 
-# BuildKit for every build here (docker build, and docker-compose 1.29 through the CLI): it builds
-# only the stages a target needs, where the legacy builder would also install TensorFlow for the
-# keras stage when building the slim image.
-export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-1} COMPOSE_DOCKER_CLI_BUILD=${COMPOSE_DOCKER_CLI_BUILD:-1}
+# BuildKit for every build here ($DOCKER, Debian's client, has it built in): it builds only the
+# stages a target needs, where the legacy builder would also install TensorFlow for the keras
+# stage when building the slim image.
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-1}
 
 # Build arguments from this machine's environment (never committed): proxies, a pip mirror.
 BUILD_ARGS=()
