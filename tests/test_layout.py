@@ -91,3 +91,11 @@ def test_the_readme_curls_show_their_errors() -> None:
     readme = (PROJECT / "README.md").read_text()
     commands = re.findall(r"curl( -[A-Za-z]+)*", readme)
     assert commands and all("S" in flags for flags in re.findall(r"curl -([A-Za-z]+)", readme))
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from app.config import Settings
+
+    section = (PROJECT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ")[0]
+    documented = set(re.findall(r"`(POSTER_[A-Z_]+)`", section))
+    assert documented == {f"POSTER_{name.upper()}" for name in Settings.model_fields}
