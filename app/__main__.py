@@ -129,7 +129,8 @@ def serve(settings: Settings) -> int:
         path = resolve_version_dir(
             settings.model_store, settings.model_name, settings.model_version
         )
-        runtime = resolve_runtime(settings.runtime, open_version(path))
+        version = open_version(path)
+        runtime = resolve_runtime(settings.runtime, version)
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
@@ -142,7 +143,7 @@ def serve(settings: Settings) -> int:
 
     configure_logging(settings.log_level)
     try:
-        classifier = load_classifier(settings)
+        classifier = load_classifier(settings, version)  # verified once, above
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1

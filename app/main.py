@@ -23,7 +23,7 @@ from app.openapi import honest_openapi
 from app.routes import explain, health, info, page, predict
 from app.security import SecurityHeadersMiddleware
 from app.service import PredictionService
-from poster_genres.artifact import resolve_version_dir
+from poster_genres.artifact import ModelVersion, open_version, resolve_version_dir
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
 from poster_genres.maps import Explainer
@@ -33,15 +33,20 @@ logger = logging.getLogger("app")
 DOCS_ASSETS = "/docs-assets"
 
 
-def load_classifier(settings: Settings) -> GenreClassifier:
-    """Verify and load the configured model version, then warm up every batch shape.
+def load_classifier(settings: Settings, version: ModelVersion | None = None) -> GenreClassifier:
+    """Load the configured model version (`version` when the caller has already verified it),
+    then warm up every batch shape.
 
     Raises ModelStoreError (one line saying what is wrong) when the version cannot be served.
     """
-    path = resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
+    if version is None:
+        version = open_version(
+            resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
+        )
+    path = version.path
     budget = process_budget(settings.threads)
-    classifier = GenreClassifier.open(
-        path,
+    classifier = GenreClassifier.from_version(
+        version,
         runtime=settings.runtime,
         max_batch=settings.max_batch_size,
         interpreters=settings.interpreters,

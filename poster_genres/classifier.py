@@ -63,7 +63,20 @@ class GenreClassifier:
         interpreters: int | None = None,
     ) -> GenreClassifier:
         """Verify the version at `path` and load its network under `runtime`."""
-        version = open_version(path)
+        return cls.from_version(
+            open_version(path), runtime=runtime, max_batch=max_batch, interpreters=interpreters
+        )
+
+    @classmethod
+    def from_version(
+        cls,
+        version: ModelVersion,
+        *,
+        runtime: RuntimeChoice = "auto",
+        max_batch: int = 16,
+        interpreters: int | None = None,
+    ) -> GenreClassifier:
+        """Load an already verified version's network under `runtime`."""
         runner = open_runner(version, runtime, bucket_sizes(max_batch), interpreters=interpreters)
         return cls(version, runner)
 

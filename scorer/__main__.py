@@ -131,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get("POSTER_MODEL_NAME", "poster-genres"),
             os.environ.get("POSTER_MODEL_VERSION") or None,
         )
-        if resolve_runtime(args.runtime, open_version(path)) == "keras":
+        version = open_version(path)
+        if resolve_runtime(args.runtime, version) == "keras":
             import_tensorflow(verbose=args.verbose, threads=process_budget().size)
-        classifier = GenreClassifier.open(path, runtime=args.runtime, max_batch=args.batch_size)
+        classifier = GenreClassifier.from_version(
+            version, runtime=args.runtime, max_batch=args.batch_size
+        )
     except ModelStoreError as exc:
         print(f"cannot score: {exc}", file=sys.stderr)
         return 1
