@@ -240,3 +240,49 @@ def test_fine_tuning_a_model_without_a_pretrained_backbone_fails_before_any_work
     recipe = Recipe(epochs=1, batch_size=2, learning_rate=1e-3, backbone_lr_scale=0.1)
     with pytest.raises(ValueError, match="pretrained architecture"):
         run(TrainConfig(csv=missing, images=tmp_path, arch="compact", recipe=recipe))
+
+
+def test_an_interrupted_run_resumes_at_its_last_epoch_and_ends_where_one_run_ends(
+    tmp_path: Path, tiny_dataset: TinyDataset, tiny_version: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import train as training_run
+    from training.recipes import Recipe
+
+    config = training_run.TrainConfig(
+        csv=tiny_dataset.csv,
+        images=tiny_dataset.images,
+        store=tmp_path,
+        version="tiny",
+        arch="compact",
+        recipe=Recipe(epochs=3, batch_size=16, learning_rate=3e-3),
+        val_fraction=0.25,
+        test_fraction=0.25,
+        min_positives_to_predict=3,
+        litert=False,
+    )
+    record_epoch = training_run.Progress.on_epoch_end
+
+    def stop_after_second(
+        self: training_run.Progress, epoch: int, logs: dict[str, float] | None = None
+    ) -> None:
+        record_epoch(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_run.Progress, "on_epoch_end", stop_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        training_run.run(config)
+    backups = tmp_path / ".checkpoints" / "poster-genres" / "tiny" / "phase1"
+    assert len(json.loads((backups / "history.json").read_text())) == 2
+    monkeypatch.setattr(training_run.Progress, "on_epoch_end", record_epoch)
+
+    resumed = training_run.run(config)
+
+    ran = json.loads((resumed / "metadata.json").read_text())["training"]
+    whole = json.loads((tiny_version / "metadata.json").read_text())["training"]
+    assert [r["epoch"] for r in ran["history"]] == [1, 2, 3]
+    assert ran["history"] == whole["history"]
+    assert not (tmp_path / ".checkpoints" / "poster-genres" / "tiny").exists()
+    one_run = load_version(tiny_version).model.get_weights()
+    for got, want in zip(load_version(resumed).model.get_weights(), one_run, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -211,3 +211,10 @@ class PosterBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self._shuffle()
+
+    def start_at(self, epoch: int) -> None:
+        """Put the order where an uninterrupted run has it at `epoch` (each shuffle builds on the last)."""
+        self.epoch, self.order = 0, np.arange(len(self.paths))
+        self._shuffle()
+        for _ in range(epoch):
+            self.on_epoch_end()

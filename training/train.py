@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import resource
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -88,14 +90,24 @@ def say(message: str) -> None:
 
 
 class Progress(keras.callbacks.Callback):
-    """Prints each epoch; with a validation set, scores its mAP (which drives early stopping)."""
+    """Prints each epoch; with a validation set, scores its mAP (which drives early stopping).
+
+    With `saved`, the history so far is kept in that file, so a resumed phase reports every epoch.
+    """
 
     def __init__(
-        self, epochs: int, validation: tuple[PosterBatches, np.ndarray] | None, genres: list[str]
+        self,
+        epochs: int,
+        validation: tuple[PosterBatches, np.ndarray] | None,
+        genres: list[str],
+        saved: Path | None = None,
     ) -> None:
         super().__init__()
-        self.epochs, self.validation, self.genres = epochs, validation, genres
+        self.epochs, self.validation, self.genres, self.saved = epochs, validation, genres, saved
         self.history: list[dict[str, float]] = []
+        if saved is not None and saved.is_file():
+            self.history = json.loads(saved.read_text())
+        self.resumed_at = len(self.history)  # the caller trims it to the checkpoint's epoch
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -109,13 +121,46 @@ class Progress(keras.callbacks.Callback):
             record["val_loss"] = float(np.mean(keras.losses.binary_crossentropy(labels, probs)))
             record["val_mAP"] = val_map
         self.history.append(record)
+        if self.saved is not None:
+            self.saved.parent.mkdir(parents=True, exist_ok=True)
+            self.saved.write_text(json.dumps(self.history))
         elapsed = time.monotonic() - self.started
-        eta = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
+        done_here = epoch + 1 - self.resumed_at
+        eta = elapsed / done_here * (self.epochs - epoch - 1)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
         say(
             f"epoch {epoch + 1}/{self.epochs}  {shown}  elapsed {elapsed / 60:.1f} min  "
             f"ETA {eta / 60:.1f} min  peak RSS {peak_rss_mb():.0f} MB"
         )
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """Keeps the augmentation layers' random states beside the checkpoint, which lacks them.
+
+    Without them a resumed phase would draw other flips and shifts than an uninterrupted one.
+    """
+
+    def __init__(self, saved: Path) -> None:
+        super().__init__()
+        self.saved = saved
+
+    def _states(self) -> list[Any]:
+        return [
+            generator.state
+            for layer in self.model._flatten_layers()
+            for generator in layer._seed_generators
+        ]
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        if self.saved.is_file():
+            with np.load(self.saved) as kept:
+                for index, state in enumerate(self._states()):
+                    state.assign(kept[str(index)])
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.saved.parent.mkdir(parents=True, exist_ok=True)
+        states = {str(i): np.asarray(state) for i, state in enumerate(self._states())}
+        np.savez(self.saved, **states)  # type: ignore[arg-type]  # numpy stubs type allow_pickle as **kwds
 
 
 def _library_versions() -> dict[str, str]:
@@ -157,10 +202,14 @@ def _prepare_data(config: TrainConfig) -> tuple[LabelTable, dict[str, Any]]:
 
 
 class _Trainer:
-    """Builds, compiles and fits one model of the configured recipe on one set of posters."""
+    """Builds, compiles and fits one model of the configured recipe on one set of posters.
 
-    def __init__(self, config: TrainConfig, genres: list[str]) -> None:
-        self.config, self.genres = config, genres
+    Each fit keeps a checkpoint after every epoch in `backups/<phase>`; running the same command
+    again after an interruption resumes at the last finished epoch, with the same shuffle order.
+    """
+
+    def __init__(self, config: TrainConfig, genres: list[str], backups: Path) -> None:
+        self.config, self.genres, self.backups = config, genres, backups
 
     def batches(self, part: LabelTable, shuffle: bool) -> PosterBatches:
         return PosterBatches(
@@ -172,9 +221,10 @@ class _Trainer:
         )
 
     def fit(
-        self, train: LabelTable, validation: LabelTable | None
+        self, train: LabelTable, validation: LabelTable | None, phase: str
     ) -> tuple[keras.Model, list[dict[str, float]]]:
         config = self.config
+        backup = self.backups / phase
         keras.utils.set_random_seed(config.split_seed)
         model = build_model(
             config.arch,
@@ -201,8 +251,20 @@ class _Trainer:
         checked = None
         if validation is not None:
             checked = (self.batches(validation, shuffle=False), validation.labels)
-        progress = Progress(config.hyper.epochs, checked, self.genres)
-        callbacks: list[keras.callbacks.Callback] = [progress]
+        progress = Progress(config.hyper.epochs, checked, self.genres, backup / "history.json")
+        checkpointed = backup / "training_metadata.json"  # BackupAndRestore's record
+        done = json.loads(checkpointed.read_text())["epoch"] if checkpointed.is_file() else 0
+        # The history is written before the checkpoint: a kill between the two re-runs that epoch.
+        del progress.history[done:]
+        progress.resumed_at = done
+        if done:
+            say(f"{phase}: resuming after epoch {done} from {backup}")
+            train_batches.start_at(done)
+        callbacks: list[keras.callbacks.Callback] = [
+            progress,
+            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+            RandomStateBackup(backup / "random_states.npz"),
+        ]
         if config.hyper.patience and checked is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -219,6 +281,10 @@ class _Trainer:
             verbose=1 if sys.stdout.isatty() else 0,
         )
         return model, progress.history
+
+    def forget_backups(self) -> None:
+        """Drop every checkpoint of this run, once its version is written."""
+        shutil.rmtree(self.backups, ignore_errors=True)
 
     def predict(self, model: keras.Model, part: LabelTable, *, flip: bool = False) -> np.ndarray:
         batches = self.batches(part, shuffle=False)
@@ -247,11 +313,12 @@ def run(config: TrainConfig) -> Path:
     )
     parts = {name: table.subset(index) for name, index in split.items()}
     say(", ".join(f"{name} {len(p.ids)}" for name, p in parts.items()))
-    trainer = _Trainer(config, table.genres)
+    version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    trainer = _Trainer(config, table.genres, config.store / ".checkpoints" / config.name / version)
     train, validation, test = parts["train"], parts["validation"], parts["test"]
 
     say("phase 1: fit on the training split, score the validation split each epoch")
-    model, history = trainer.fit(train, validation)
+    model, history = trainer.fit(train, validation, "phase1")
     val_raw = trainer.predict(model, validation)
     val_flip = (val_raw + trainer.predict(model, validation, flip=True)) / 2
     positives = validation.labels.sum(axis=0)
@@ -272,7 +339,7 @@ def run(config: TrainConfig) -> Path:
     if config.hyper.refit:
         trained_on = table.subset(split["train"] + split["validation"])
         say(f"phase 2: refit on train + validation ({len(trained_on.ids)} posters)")
-        model, refit_history = trainer.fit(trained_on, None)
+        model, refit_history = trainer.fit(trained_on, None, "phase2")
     calibration.fold_into_model(model, platt)
     test_probs = trainer.predict(model, test)
 
@@ -348,7 +415,6 @@ def run(config: TrainConfig) -> Path:
         },
         "libraries": _library_versions(),
     }
-    version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
     def figures(folder: Path) -> None:
         save_curves(history, folder / CURVES_FILE)
@@ -364,6 +430,7 @@ def run(config: TrainConfig) -> Path:
         )
 
     path = write_version(config.store, config.name, version, model, metadata, extra_files=figures)
+    trainer.forget_backups()
     if config.litert:
         from training.litert_export import ExportRefused, export_litert
 
