@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ import numpy as np
 
 from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ServiceUnavailable
 from app.threads import name_os_thread
+
+logger = logging.getLogger("app.batching")
 
 T = TypeVar("T")
 
@@ -101,6 +104,8 @@ class MicroBatcher:
         if worker.cancelled():
             return
         self._failure = worker.exception() or RuntimeError("the batch worker returned")
+        # One line an operator can find (the PosterBatchWorkerDead runbook points at it).
+        logger.critical("the batch worker stopped: %s", self._failure, exc_info=self._failure)
         self._fail_everything_waiting("The model worker stopped; retry on another replica.")
 
     async def stop(self) -> None:

@@ -84,10 +84,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except (ValueError, ModelStoreError) as exc:  # no feature map, no class maps: predict only
         logger.warning("/explain is not available for this model: %s", exc)
         explainer = None
-    app.state.metrics.model_info.labels(
+    metrics: ServiceMetrics = app.state.metrics
+    metrics.model_info.labels(
         name=classifier.name, version=classifier.version, runtime=classifier.runtime
     ).set(1)
-    service = PredictionService(classifier, settings, app.state.metrics, explainer)
+    metrics.serve_version(
+        classifier.version, classifier.genres, classifier.version_info.metadata.drift
+    )
+    service = PredictionService(classifier, settings, metrics, explainer)
     await service.start()
     app.state.service = service
     try:

@@ -37,6 +37,19 @@ def route_label(scope: Scope) -> str:
     return "unmatched"
 
 
+def error_code(body: bytes, status: int) -> str:
+    """The `error.code` of one of our JSON error bodies; `http_<status>` for any other body.
+
+    Every error the app sends is small JSON in one message, so this reads it without buffering.
+    """
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return f"http_{status}"
+    return code if isinstance(code, str) and _VALID_CODE.fullmatch(code) else f"http_{status}"
+
+
+_VALID_CODE = re.compile(r"[a-z_]{1,40}")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -48,7 +61,7 @@ class RequestContextMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, observe: Callable[[str, int, float], None] | None = None
+        self, app: ASGIApp, observe: Callable[[str, int, float, str | None], None] | None = None
     ) -> None:
         self.app = app
         self.observe = observe
@@ -63,12 +76,15 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        code: str | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, code
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            elif status >= 400 and code is None:
+                code = error_code(message.get("body", b""), status)
             await send(message)
 
         try:
@@ -77,7 +93,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = route_label(scope)
             if self.observe is not None:
-                self.observe(route, status, elapsed)
+                self.observe(
+                    route, status, elapsed, code or (f"http_{status}" if status >= 400 else None)
+                )
             record = {
                 "request_id": request_id,
                 "method": scope.get("method"),

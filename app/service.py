@@ -79,6 +79,8 @@ class PredictionService:
             workers=classifier.runner.parallel,
         )
         metrics.track_queue(lambda: self.batcher.depth)
+        metrics.ready.set_function(lambda: float(self.health == "ok"))
+        metrics.batch_worker_up.set_function(lambda: float(self.batcher.failure is None))
 
     async def start(self) -> None:
         self.batcher.start()
@@ -209,8 +211,12 @@ class PredictionService:
             "total": time.perf_counter() - started,
         }
         self.metrics.observe_stages(stages, self.classifier.runtime)
-        for genre, _ in decision.predicted:
-            self.metrics.predicted.labels(genre=genre).inc()
+        self.metrics.observe_answer(
+            self.classifier.version,
+            self.classifier.genres,
+            result.probabilities,
+            (genre for genre, _ in decision.predicted),
+        )
         return self._prediction(decoded, result.probabilities, decision, stages, result.batch_size)
 
     async def explain(self, data: bytes, genre: str | None) -> Explanation:

@@ -14,10 +14,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR
+from poster_genres.drift import DriftReference
 from poster_genres.errors import ModelStoreError
 
 # 1: the first release (no schema_version field). 2: predictable, decision, calibration.
-# 3: litert (a checked model.tflite beside model.keras).
+# 3: litert (a checked model.tflite beside model.keras). `drift` was added within schema 3: it is
+# optional, and readers that predate it keep it as an unknown field.
 SCHEMA_VERSION = 3
 
 
@@ -77,6 +79,7 @@ class ModelMetadata(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     litert: LiteRTRecord | None = None
+    drift: DriftReference | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:
@@ -89,6 +92,12 @@ class ModelMetadata(BaseModel):
             raise ValueError("thresholds: every threshold must be within [0, 1]")
         if self.predictable is not None and len(self.predictable) != n:
             raise ValueError(f"predictable: {len(self.predictable)} flags for {n} genres")
+        if self.drift is not None and (
+            len(self.drift.predicted_rate) != n or len(self.drift.mean_probability) != n
+        ):
+            raise ValueError(
+                f"drift: the reference must hold one rate and one mean per genre ({n})"
+            )
         if self.label_prior and len(self.label_prior) != n:
             raise ValueError(f"label_prior: {len(self.label_prior)} values for {n} genres")
         if self.schema_version > SCHEMA_VERSION:

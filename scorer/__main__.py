@@ -3,8 +3,10 @@
   python -m scorer POSTERS_DIR --out genres.csv         # a folder, searched recursively
   python -m scorer paths.txt --list --out genres.jsonl  # one path per line ('-' reads stdin)
   python -m scorer POSTERS_DIR --out genres.csv --explain heatmaps/  # plus a heatmap per poster
+  python -m scorer POSTERS_DIR --shard 0/4 --out part-0.csv  # worker 0 of 4; then python -m scorer.merge
 
-Exit status: 0 when at least one poster was scored, 1 when none could be, 2 for a usage error.
+Exit status: 0 when at least one poster was scored (or a --shard holds none: its part is only a
+header), 1 when none could be, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from poster_genres.cli import run_command
 from poster_genres.runtimes import RUNTIME_CHOICES
 from scorer.inputs import OUTPUT_FORMATS, posters_in, posters_listed
+from scorer.shards import Shard, write_shard_record
 
 DEFAULT_STORE = Path(__file__).resolve().parent.parent / "model_store"
 
@@ -68,11 +71,26 @@ def _parser() -> argparse.ArgumentParser:
         help="what runs the model: auto (LiteRT when the version has a checked model.tflite, "
         "else Keras), litert or keras (default: POSTER_RUNTIME, else auto)",
     )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="score only worker I's share (I from 0) of N: a stable split by a hash of each "
+        "poster's path, so N workers cover every poster once (merge with python -m scorer.merge)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--verbose", action="store_true", help="show TensorFlow's start-up messages"
     )
     return parser
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check_output(parser: argparse.ArgumentParser, out: Path) -> None:
@@ -115,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             parser.error(f"{folder} is not a folder (to read a list of paths, add --list)")
         found, ignored = posters_in(folder)
-        items = [(str(p.relative_to(folder)), p) for p in found]
+        items = [(p.relative_to(folder).as_posix(), p) for p in found]
+    if args.shard is not None:
+        items = args.shard.take(items)
 
     from poster_genres.artifact import open_version, resolve_version_dir
     from poster_genres.classifier import GenreClassifier
@@ -151,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         full_precision=args.full_precision,
     )
     summary.ignored = ignored
+    if args.shard is not None:
+        write_shard_record(args.out, args.shard, len(items))
     print(f"{summary.describe()}; wrote {args.out}", file=sys.stderr)
     if args.explain is not None and summary.scored:
         from scorer.heatmaps import write_heatmaps
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot write heatmaps: {exc}", file=sys.stderr)
             return 1
         print(f"wrote {written} heatmaps to {args.explain}", file=sys.stderr)
-    if summary.scored == 0:
+    if summary.scored == 0 and not (args.shard is not None and not items):
         print("nothing could be scored", file=sys.stderr)
         return 1
     return 0

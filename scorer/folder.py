@@ -22,6 +22,7 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import shown
 from poster_genres.errors import PosterGenresError
 from poster_genres.preprocessing import decode_poster, to_model_pixels
+from scorer.shards import atomic_output
 
 
 @dataclass
@@ -103,8 +104,9 @@ def score_posters(
 ) -> Summary:
     """Score (name, path) pairs into `out` (.csv or .jsonl), one row each, in the given order."""
     summary = Summary()
+    # A reader (or a merge) never sees half a file: it appears at `out` only when complete.
     with (
-        out.open("w", newline="", encoding="utf-8") as handle,
+        atomic_output(out) as handle,
         tqdm(total=len(items), unit="poster", disable=not progress, file=sys.stderr) as bar,
     ):
         writer = RowWriter(handle, out.suffix.lower() == ".csv", classifier.genres, full_precision)

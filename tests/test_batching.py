@@ -169,7 +169,9 @@ def test_the_benchmarks_time_the_batch_sizes_the_service_runs() -> None:
     assert bucket_sizes(Settings.model_fields["max_batch_size"].default) == SERVICE_BATCH_SIZES
 
 
-def test_a_dead_worker_fails_waiting_and_new_requests_at_once() -> None:
+def test_a_dead_worker_fails_waiting_and_new_requests_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from app.errors import ServiceUnavailable
 
     async def scenario() -> None:
@@ -189,6 +191,9 @@ def test_a_dead_worker_fails_waiting_and_new_requests_at_once() -> None:
         with pytest.raises(ServiceUnavailable):
             await batcher.submit(image(2), 5)
         await batcher.stop()
+        logged = [r for r in caplog.records if r.name == "app.batching"]
+        assert [r.getMessage() for r in logged] == ["the batch worker stopped: a bug in the worker"]
+        assert logged[0].levelname == "CRITICAL"
 
     run(scenario())
 

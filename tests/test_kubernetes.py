@@ -18,6 +18,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 MANIFESTS = PROJECT / "deploy" / "kubernetes"
 RESOURCES = ["deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"]
 INGRESS = MANIFESTS / "examples" / "ingress.yaml"  # an example: not in the kustomization
+BATCH = [
+    MANIFESTS / "batch" / f for f in ("score-job.yaml", "merge-job.yaml", "catalogue-pvc.yaml")
+]
 GUIDE = PROJECT / "docs" / "kubernetes.md"
 
 
@@ -83,7 +86,8 @@ def test_the_ingress_example_passes_the_kubernetes_schemas_strictly() -> None:
 def test_everything_passes_the_schemas_of_the_documented_minimum_version() -> None:
     # A field newer than the version docs/kubernetes.md promises fails here.
     version = documented_minimum_version()
-    validate_strictly([*(MANIFESTS / f for f in RESOURCES), INGRESS], "-k", f"{version}.0")
+    everything = [*(MANIFESTS / f for f in RESOURCES), INGRESS, *BATCH]
+    validate_strictly(everything, "-k", f"{version}.0")
 
 
 def test_the_documented_minimum_version_is_the_one_the_prestop_sleep_needs(
@@ -225,3 +229,84 @@ def test_the_capacity_table_in_the_guide_matches_the_manifests(container: dict[s
             ]
             row = r"^\| " + r" \| ".join(cells) + r" \|$"
             assert re.search(row, guide, re.MULTILINE), row
+
+
+def test_the_batch_manifests_pass_the_kubernetes_schemas_strictly() -> None:
+    validate_strictly(BATCH)
+
+
+def job_command(name: str) -> list[str]:
+    spec = load(f"batch/{name}")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    return [*container["command"], *container.get("args", [])]
+
+
+def test_the_scoring_job_is_indexed_with_a_retry_limit_per_shard_and_one_n() -> None:
+    job = load("batch/score-job.yaml")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["backoffLimitPerIndex"] >= 1 and spec["maxFailedIndexes"] == 0
+    assert spec["parallelism"] == spec["completions"]
+    assert spec["podReplacementPolicy"] == "Failed"
+    script = job_command("score-job.yaml")[-1]
+    assert f'--shard "${{JOB_COMPLETION_INDEX}}/{spec["completions"]}"' in script
+    assert "part-${JOB_COMPLETION_INDEX}.csv" in script
+    deployment = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    for name in ("score-job.yaml", "merge-job.yaml"):
+        container = load(f"batch/{name}")["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == deployment["image"]
+        volume = load(f"batch/{name}")["spec"]["template"]["spec"]["volumes"][0]
+        assert volume["persistentVolumeClaim"]["claimName"] == "poster-catalogue"
+    assert load("batch/catalogue-pvc.yaml")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert all(not r.startswith("batch") for r in load("kustomization.yaml")["resources"])
+
+
+def test_the_jobs_commands_score_and_merge_a_catalogue_as_one_run_does(
+    tmp_path: Path, tiny_version: Path
+) -> None:
+    """The scoring Job's shell command, run for every index with /data on a temporary folder,
+    then the merge Job's: one genres.csv, equal to a single scorer run over the same posters."""
+    import os
+    import sys
+
+    from tests.conftest import poster_bytes
+
+    data = tmp_path / "data"
+    (data / "posters" / "x").mkdir(parents=True)
+    for i in range(12):
+        where = data / "posters" / ("x" if i % 2 else "")
+        (where / f"p{i}.jpg").write_bytes(poster_bytes((20 * i, 100, 255 - 20 * i)))
+    env = {
+        **os.environ,
+        "POSTER_MODEL_STORE": str(tiny_version.parent.parent),
+        "POSTER_MODEL_VERSION": tiny_version.name,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    completions = load("batch/score-job.yaml")["spec"]["completions"]
+    script = job_command("score-job.yaml")[-1].replace("/data", str(data))
+    shards = [
+        subprocess.Popen(
+            ["sh", "-c", script],
+            env={**env, "JOB_COMPLETION_INDEX": str(i)},
+            cwd=PROJECT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(completions)
+    ]
+    outcomes = [(shard.communicate(timeout=300)[1], shard.returncode) for shard in shards]
+    assert all(status == 0 for _, status in outcomes), outcomes
+    merge = [part.replace("/data", str(data)) for part in job_command("merge-job.yaml")]
+    assert subprocess.run(merge, env=env, cwd=PROJECT, timeout=120).returncode == 0
+    single = tmp_path / "single.csv"
+    one_run = [
+        sys.executable,
+        "-m",
+        "scorer",
+        str(data / "posters"),
+        "--quiet",
+        "--out",
+        str(single),
+    ]
+    assert subprocess.run(one_run, env=env, cwd=PROJECT, timeout=300).returncode == 0
+    assert (data / "out" / "genres.csv").read_text() == single.read_text()

@@ -53,6 +53,8 @@ def test_genre_list_that_does_not_match_the_outputs(broken_store: Path) -> None:
     metadata["genres"] = genres
     for per_genre in ("thresholds", "predictable", "label_prior"):
         metadata[per_genre] = metadata[per_genre][:3]
+    for per_genre in ("predicted_rate", "mean_probability"):
+        metadata["drift"][per_genre] = metadata["drift"][per_genre][:3]
     (version / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ModelStoreError, match=r"4 outputs but genres\.json lists 3"):
         load_version(version)

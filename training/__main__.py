@@ -97,6 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--posters", type=int, default=320, help="held-out posters to check on")
 
+    drift = commands.add_parser(
+        "drift-reference",
+        help="record a version's predicted rates on its held-out posters and its drift threshold",
+        formatter_class=defaults,
+    )
+    drift.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
+    drift.add_argument(
+        "--images", type=Path, default=DEFAULT_DATA / "Images", help="the dataset's poster folder"
+    )
+    drift.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto", help="model runtime")
+
     compare = commands.add_parser(
         "compare",
         help="record another run's test figures (same split) in a version's metadata",
@@ -196,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export refused: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(record["parity"]))
+        return 0
+    if args.command == "drift-reference":
+        from training.drift_reference import record_drift_reference
+
+        reference = record_drift_reference(args.model_dir, args.images, runtime=args.runtime)
+        print(json.dumps(reference.model_dump(exclude={"predicted_rate", "mean_probability"})))
         return 0
     if args.command == "compare":
         from training.export import record_comparison

@@ -24,6 +24,7 @@ from poster_genres.preprocessing import PREPROCESSING_SPEC
 from training import calibration, metrics
 from training.dataset import (
     RARE_GENRE_MIN_EXAMPLES,
+    DatasetError,
     LabelTable,
     PosterBatches,
     check_images,
@@ -32,6 +33,7 @@ from training.dataset import (
     load_labels,
     split_indices,
 )
+from training.drift_reference import record_drift_reference
 from training.efficientnet_lite import open_backbone
 from training.model import build_model
 from training.optim import DiscriminativeAdamW, one_cycle
@@ -439,6 +441,11 @@ def run(config: TrainConfig) -> Path:
             say(f"exported model.tflite: {parity}")
         except ExportRefused as exc:
             say(f"no model.tflite: {exc}")  # the version still serves with Keras
+    try:
+        reference = record_drift_reference(path, config.images)
+        say(f"drift reference: PSI threshold {reference.psi_threshold} from {reference.source}")
+    except DatasetError as exc:  # the version is written and serves; drift goes unwatched
+        say(f"no drift reference: {exc}")
     say(
         f"wrote {path} in {metadata['training']['duration_s'] / 60:.1f} min, "
         f"peak RSS {peak_rss_mb():.0f} MB"

@@ -132,6 +132,7 @@ async def predict_batch(
         try:
             result = await service.predict(await upload.read(), top_k)
         except PosterGenresError as exc:
+            request.app.state.metrics.observe_item_error("/predict/batch", exc.code)
             error = ErrorBody(code=exc.code, message=exc.message, request_id=request_id)
             return BatchItem(filename=upload.filename, error=error)
         return BatchItem(filename=upload.filename, result=result)
