@@ -78,12 +78,15 @@ class ModelVersion:
 
     def decision_rule(self) -> DecisionRule:
         """The rule this version's thresholds, predictable genres and decision settings define."""
+        decision = self.metadata.decision
+        shared = decision.threshold
         return DecisionRule.build(
             self.metadata.genres,
-            self.metadata.thresholds,
+            self.metadata.thresholds if shared is None else [shared] * len(self.metadata.genres),
             self.metadata.predictable_flags(),
-            floor=self.metadata.decision.floor,
-            max_predicted=self.metadata.decision.max_predicted,
+            floor=decision.floor,
+            max_predicted=decision.cap,
+            kind=decision.rule,
         )
 
     def litert_bytes(self) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR
+from poster_genres.decision import MAX_PREDICTED, PROBABILITY_FLOOR, RuleKind
 from poster_genres.drift import DriftReference
 from poster_genres.errors import ModelStoreError
 
@@ -28,8 +28,26 @@ class DecisionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    rule: RuleKind = "thresholds"  # metadata written before rules had names used thresholds
     floor: float = Field(PROBABILITY_FLOOR, ge=0.0, lt=1.0)
-    max_predicted: int = Field(MAX_PREDICTED, ge=1)
+    # 0: no cap (JSON keeps a 0, where a null would be dropped and read back as the default).
+    max_predicted: int = Field(MAX_PREDICTED, ge=0)
+
+    # global_threshold only: the one threshold every genre shares.
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DecisionSettings:
+        if self.rule == "thresholds" and self.max_predicted == 0:
+            raise ValueError("max_predicted: the thresholds rule needs a cap")
+        if (self.rule == "global_threshold") != (self.threshold is not None):
+            raise ValueError("threshold: set for the global_threshold rule, and only for it")
+        return self
+
+    @property
+    def cap(self) -> int | None:
+        """At most this many genres predicted; None: no cap."""
+        return self.max_predicted or None
 
 
 class LiteRTRecord(BaseModel):

@@ -126,3 +126,71 @@ def test_predicted_matrix_is_boolean() -> None:
     matrix = rule().predicted_matrix(np.array([[0.9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]))
     assert matrix.dtype == bool
     assert matrix.tolist() == [[True] + [False] * 5, [False] * 6]
+
+
+# --- expected_f1: the genres whose combination is most likely to be right ---
+
+
+def expected_f1(probs: list[float], **overrides: object) -> list[str]:
+    settings: dict[str, object] = {"kind": "expected_f1", "max_predicted": None, **overrides}
+    chosen = rule(**settings).decide(np.array(probs), top_k=6).predicted
+    return [g for g, _ in chosen]
+
+
+def test_expected_f1_takes_the_k_with_the_best_plug_in_f1() -> None:
+    # Sum of p 1.65: k=1 scores 1.8/2.65 = 0.679, k=2 2.8/3.65 = 0.767, k=3 3.2/4.65 = 0.688.
+    assert expected_f1([0.9, 0.5, 0.2, 0.05, 0.0, 0.0]) == ["Action", "Comedy"]
+    # It ignores the per-genre thresholds: Drama at 0.45 is under its 0.50 and still chosen.
+    assert expected_f1([0.0, 0.0, 0.45, 0.0, 0.0, 0.0]) == ["Drama"]
+
+
+def test_expected_f1_takes_every_likely_genre_unless_capped() -> None:
+    # Sum 3.2: each further genre still raises the score (0.452, 0.712, 0.871, 0.889).
+    high = [0.95, 0.9, 0.85, 0.5, 0.0, 0.0]
+    assert expected_f1(high) == ["Action", "Comedy", "Drama", "Horror"]
+    assert expected_f1(high, max_predicted=3) == ["Action", "Comedy", "Drama"]
+    assert expected_f1(high, max_predicted=1) == ["Action"]
+
+
+def test_expected_f1_ties_keep_fewer_genres_and_the_model_order() -> None:
+    # p = (0.3, 0.2): k=1 scores 0.6/1.5 = 0.4 and k=2 1.0/2.5 = 0.4, exactly: one genre.
+    assert expected_f1([0.3, 0.2, 0.0, 0.0, 0.0, 0.0]) == ["Action"]
+    # Two equal probabilities: the earlier genre first.
+    assert expected_f1([0.0, 0.4, 0.4, 0.0, 0.0, 0.0], max_predicted=1) == ["Comedy"]
+
+
+def test_expected_f1_when_everything_is_unlikely() -> None:
+    low = [0.05, 0.04, 0.03, 0.0, 0.0, 0.0]
+    assert expected_f1(low) == []  # under the 0.10 floor: nothing
+    assert expected_f1(low, floor=0.0) == ["Action"]  # no floor: the best single genre
+
+
+def test_expected_f1_never_predicts_unpredictable_genres_but_counts_them() -> None:
+    # N/A (0.9) and News (0.8) are never predicted, but they count in the expected number of
+    # true genres (sum 2.6): k=1 scores 1.2/3.6 = 0.333, k=2 1.8/4.6 = 0.391.
+    probs = [0.6, 0.3, 0.0, 0.0, 0.9, 0.8]
+    assert expected_f1(probs) == ["Action", "Comedy"]
+    assert expected_f1([0.0, 0.0, 0.0, 0.0, 0.9, 0.8]) == []
+
+
+def test_expected_f1_compares_the_shown_probabilities() -> None:
+    # 0.30004 is shown as 0.3000: the same tie as (0.3, 0.2), so one genre.
+    assert expected_f1([0.30004, 0.19996, 0.0, 0.0, 0.0, 0.0]) == ["Action"]
+
+
+def test_the_thresholds_rule_needs_a_cap_and_unknown_rules_are_refused() -> None:
+    with pytest.raises(ValueError, match="needs a cap"):
+        rule(max_predicted=None)
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        rule(kind="majority")
+    with pytest.raises(ValueError, match="at least 1"):
+        rule(kind="expected_f1", max_predicted=0)
+
+
+def test_global_threshold_shares_one_cut_and_may_leave_the_list_empty() -> None:
+    shared = DecisionRule.build(
+        GENRES, [0.25] * 6, PREDICTABLE, max_predicted=None, kind="global_threshold"
+    )
+    probs = np.array([0.3, 0.25, 0.2, 0.9, 0.9, 0.9])  # N/A and News never, whatever p
+    assert [g for g, _ in shared.decide(probs, top_k=6).predicted] == ["Horror", "Action", "Comedy"]
+    assert shared.decide(np.array([0.2, 0.1, 0.0, 0.0, 0.0, 0.0]), top_k=6).predicted == []

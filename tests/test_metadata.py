@@ -48,7 +48,7 @@ def test_a_valid_record_round_trips() -> None:
     assert metadata.predictable_flags() == [True, True, False, False]
     assert json.loads(metadata_json(metadata)) == {
         **valid(),
-        "decision": {"floor": 0.1, "max_predicted": 3},
+        "decision": {"rule": "thresholds", "floor": 0.1, "max_predicted": 3},
         "input": {},
         "metrics": {},
         "training": {},
@@ -69,7 +69,7 @@ def test_a_valid_record_round_trips() -> None:
         (lambda m: m.update(genres=[]), "metadata field genres"),
         (lambda m: m.update(decision={"floor": 2}), "metadata field decision.floor"),
         (
-            lambda m: m.update(decision={"max_predicted": 0}),
+            lambda m: m.update(decision={"max_predicted": -1}),
             "metadata field decision.max_predicted",
         ),
         (lambda m: m.update(schema_version=99), "newer than this code reads"),
@@ -124,3 +124,27 @@ def test_the_file_is_sorted_one_space_indented_json() -> None:
     data = json.loads(text)
     assert text == json.dumps(data, indent=1, sort_keys=True) + "\n"
     assert list(data) == sorted(data)
+
+
+@pytest.mark.parametrize(
+    ("decision", "message"),
+    [
+        ({"rule": "thresholds", "max_predicted": 0}, "needs a cap"),
+        ({"rule": "global_threshold"}, "threshold: set for the global_threshold rule"),
+        (
+            {"rule": "expected_f1", "threshold": 0.25},
+            "threshold: set for the global_threshold rule",
+        ),
+        ({"rule": "majority"}, "decision.rule"),
+    ],
+)
+def test_a_decision_rule_must_be_complete_and_known(
+    decision: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ModelStoreError, match=message):
+        parse_metadata({**valid(), "decision": decision}, Path("m.json"))
+
+
+def test_metadata_without_a_rule_name_means_the_thresholds_rule() -> None:
+    metadata = parse_metadata({**valid(), "decision": {"floor": 0.1}}, Path("m.json"))
+    assert metadata.decision.rule == "thresholds" and metadata.decision.max_predicted == 3

@@ -115,7 +115,7 @@ def test_new_versions_are_written_with_the_current_schema(tiny_version: Path) ->
     written = json.loads((tiny_version / "metadata.json").read_text())
     assert written["schema_version"] == SCHEMA_VERSION
     assert len(written["predictable"]) == len(written["genres"])
-    assert written["decision"] == {"floor": 0.1, "max_predicted": 3}
+    assert written["decision"] == {"rule": "thresholds", "floor": 0.1, "max_predicted": 3}
 
 
 def test_a_reordered_genres_json_is_refused(broken_store: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from poster_genres.cli import run_command
+from poster_genres.decision import PROBABILITY_FLOOR, RULE_KINDS
 from poster_genres.runtimes import RUNTIME_CHOICES
 from training.recipes import ARCHITECTURES, DEFAULT_ARCH, RECIPES, check_recipe
 
@@ -107,6 +108,34 @@ def _parser() -> argparse.ArgumentParser:
         "--images", type=Path, default=DEFAULT_DATA / "Images", help="the dataset's poster folder"
     )
     drift.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto", help="model runtime")
+
+    rules = commands.add_parser(
+        "compare-rules",
+        help="compare decision rules on a version's validation.npz (cross-fitted), and choose",
+        formatter_class=defaults,
+    )
+    rules.add_argument(
+        "--model-dir", type=Path, required=True, help="a version folder with validation.npz"
+    )
+
+    derive = commands.add_parser(
+        "derive-version",
+        help="a new version with a version's weights and another decision rule",
+        formatter_class=defaults,
+    )
+    derive.add_argument("--model-dir", type=Path, required=True, help="the version to derive from")
+    derive.add_argument("--version", required=True, help="the new version's folder name")
+    derive.add_argument("--rule", choices=RULE_KINDS, required=True, help="the decision rule")
+    derive.add_argument("--max-predicted", type=int, default=0, help="cap; 0: none")
+    derive.add_argument("--floor", type=float, default=PROBABILITY_FLOOR, help="probability floor")
+    derive.add_argument("--threshold", type=float, default=None, help="global_threshold's cut")
+    derive.add_argument(
+        "--validation", type=Path, default=None, help="the validation.npz the rule was chosen on"
+    )
+    derive.add_argument("--csv", type=Path, default=DEFAULT_DATA / "train.csv", help="label CSV")
+    derive.add_argument(
+        "--images", type=Path, default=DEFAULT_DATA / "Images", help="the dataset's poster folder"
+    )
 
     compare = commands.add_parser(
         "compare",
@@ -213,6 +242,49 @@ def main(argv: list[str] | None = None) -> int:
 
         reference = record_drift_reference(args.model_dir, args.images, runtime=args.runtime)
         print(json.dumps(reference.model_dump(exclude={"predicted_rate", "mean_probability"})))
+        return 0
+    if args.command == "compare-rules":
+        import numpy as np
+
+        from poster_genres.artifact import VALIDATION_FILE, open_version
+        from training.decision_study import study, table
+
+        version = open_version(args.model_dir)
+        found = study(
+            args.model_dir / VALIDATION_FILE,
+            version.genres,
+            np.asarray(version.metadata.predictable_flags()),
+        )
+        print(table(found), file=sys.stderr)
+        print(f"chosen: {found['chosen']}", file=sys.stderr)
+        print(json.dumps(found))
+        return 0
+    if args.command == "derive-version":
+        from poster_genres.metadata import DecisionSettings
+        from training.derive import derive_version
+
+        try:
+            decision = DecisionSettings(
+                rule=args.rule,
+                floor=args.floor,
+                max_predicted=args.max_predicted,
+                threshold=args.threshold,
+            )
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            print(
+                f"derive-version: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}",
+                file=sys.stderr,
+            )
+            return 2
+        path = derive_version(
+            args.model_dir,
+            args.version,
+            decision,
+            images=args.images,
+            csv=args.csv,
+            validation=args.validation,
+        )
+        print(path)
         return 0
     if args.command == "compare":
         from training.export import record_comparison

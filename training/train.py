@@ -370,7 +370,7 @@ def run(config: TrainConfig) -> Path:
         "genres": table.genres,
         "thresholds": [float(t) for t in thresholds],
         "predictable": [bool(p) for p in rule.predictable],
-        "decision": {"floor": rule.floor, "max_predicted": rule.max_predicted},
+        "decision": {"rule": rule.kind, "floor": rule.floor, "max_predicted": rule.max_predicted},
         "label_prior": [float(p) for p in prior],
         "input": PREPROCESSING_SPEC,
         "data": data_info,
