@@ -10,7 +10,10 @@ throughput here) and this subclass of its protocol, which adds:
 - while a body is being received, an idle deadline and a total one: 408 and disconnected;
 - a cap on open connections: one over it is answered 503 and closed;
 - a send deadline: a client that reads nothing of its answer for the body idle timeout is cut off;
-- h11's limit on the size of the request line plus headers (431 when over).
+- h11's limit on the size of the request line plus headers (431 when over);
+- framing that could smuggle a request: Content-Length together with Transfer-Encoding, or a
+  folded (obs-fold) header line, is answered 400 and the connection closed, as RFC 9112 §6.3
+  and §5.2 allow (h11 would accept both, letting Transfer-Encoding win).
 
 Every refusal is the service's JSON error shape, written directly to the socket (there may be no
 request yet to answer through h11), followed by `Connection: close`.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -48,6 +52,28 @@ DRAIN_INTERVAL_S = 0.01
 
 HEADERS_MESSAGE = "The request headers took too long to arrive."
 BODY_MESSAGE = "The request body stopped arriving or took too long."
+
+
+FRAMING_MESSAGE = "The request's framing is ambiguous: Content-Length with Transfer-Encoding."
+FOLDED_MESSAGE = "A header line is folded (obs-fold), which HTTP no longer allows."
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
+
+
+def framing_problem(pending: bytes) -> str | None:
+    """Why the request whose head starts `pending` must be refused, once that head is complete:
+    a folded header line, or Content-Length together with Transfer-Encoding. None otherwise (or
+    while the head is still incomplete)."""
+    end = _HEADER_END.search(pending)
+    if end is None:
+        return None
+    lines = _LINE_END.split(pending[: end.start()])[1:]  # after the request line
+    if any(line[:1] in (b" ", b"\t") for line in lines):
+        return FOLDED_MESSAGE
+    names = {line.split(b":", 1)[0].strip().lower() for line in lines}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return FRAMING_MESSAGE
+    return None
 
 
 def raw_error(status: int, code: str, message: str) -> bytes:
@@ -233,12 +259,22 @@ class GuardedH11Protocol(H11Protocol):
             if self._headers_too_large(data):
                 self._refuse(431, "headers_too_large", "The request headers are too large.")
                 return
+            problem = framing_problem(self.conn.trailing_data[0] + data)
+            if problem is not None:  # before h11 reads it: nothing of it reaches the app
+                self._refuse(400, "bad_request", problem)
+                return
             if self._phase != "headers":  # the first bytes of a request on a kept-alive connection
                 self._start_headers()
         super().data_received(data)
         self._follow(data_arrived=True)
 
     def on_response_complete(self) -> None:
+        if not self.transport.is_closing() and self.conn.their_state is h11.DONE:
+            # A pipelined request already buffered: checked before the next cycle parses it.
+            problem = framing_problem(self.conn.trailing_data[0])
+            if problem is not None:
+                self._refuse(400, "bad_request", problem)
+                return
         super().on_response_complete()  # may start parsing a pipelined request
         self._follow(data_arrived=False)
 

@@ -105,7 +105,11 @@ def domain_error_response(exc: PosterGenresError, request_id: str) -> JSONRespon
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PosterGenresError)
     status = status_of(exc)
-    if status >= 500:
+    if isinstance(exc, ServiceUnavailable):
+        # Expected under load: one line, no traceback, so logs do not multiply exactly when the
+        # service is busiest (and stay one record per line).
+        logger.warning("request %s: %s %s", request_id_of(request), exc.code, exc.message)
+    elif status >= 500:
         logger.error(
             "request %s failed: %s",
             request_id_of(request),

@@ -6,6 +6,7 @@ import io
 import logging
 import queue
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -52,3 +53,29 @@ def test_an_unread_stderr_does_not_stop_the_service(tiny_store: Path) -> None:
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_an_expected_503_logs_one_warning_line_without_a_traceback(tiny_store: Path) -> None:
+    """Shedding is normal under load: each refusal is one WARNING record with its code, never an
+    ERROR with a traceback (which multiplied log volume exactly when the service was busiest)."""
+    from tests.conftest import poster_bytes
+    from tests.service_process import running_service
+
+    # A deadline no request can meet: every prediction is a 503 raised inside the route.
+    env = {"POSTER_REQUEST_DEADLINE_S": "0.000001", "POSTER_LOG_LEVEL": "INFO"}
+    with running_service(tiny_store, env) as service:
+        files = {"file": ("p.jpg", poster_bytes(), "image/jpeg")}
+        for _ in range(3):
+            response = httpx.post(f"{service.url}/predict", files=files, timeout=30)
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "deadline_exceeded"
+        refusals: list[str] = []
+        for _ in range(100):  # records are written by the log thread: give it a moment
+            log = service.stderr()
+            refusals = [line for line in log.splitlines() if "deadline_exceeded" in line]
+            if len(refusals) >= 3:
+                break
+            time.sleep(0.05)
+    assert len(refusals) == 3, log
+    assert all("WARNING" in line for line in refusals), refusals
+    assert "Traceback" not in log and "ERROR" not in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 import time
@@ -331,3 +332,39 @@ def test_a_client_still_uploading_after_a_413_reads_the_answer(
             )
         head, body = answer_of(read_until_closed(sock))
     assert head.startswith(b"HTTP/1.1 413 ") and b'"code":"payload_too_large"' in body
+
+
+SMUGGLED = (
+    b"POST /health/live HTTP/1.1\r\nHost: test\r\nContent-Length: 44\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+)
+FOLDED = b"GET /health/live HTTP/1.1\r\nHost: test\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "message"),
+    [(SMUGGLED, b"Content-Length with Transfer-Encoding"), (FOLDED, b"folded")],
+    ids=["content-length-and-transfer-encoding", "obs-fold"],
+)
+def test_ambiguous_framing_gets_400_and_the_connection_closed(
+    bounded_service: tuple[str, int], request_bytes: bytes, message: bytes
+) -> None:
+    """RFC 9112 §6.3: a message with both Content-Length and Transfer-Encoding is an error, and
+    the connection must close; h11 alone answered the request hidden in the body too."""
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(request_bytes)
+        raw = read_until_closed(sock)
+    head, body = answer_of(raw)
+    assert head.startswith(b"HTTP/1.1 400 ") and b'"code": "bad_request"' in body
+    assert message in body
+    assert len(re.findall(rb"HTTP/1\.1 \d{3} ", raw)) == 1  # nothing hidden behind it answered
+
+
+def test_ambiguous_framing_pipelined_behind_a_good_request_is_refused_after_it(
+    bounded_service: tuple[str, int],
+) -> None:
+    good = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(bounded_service, timeout=10) as sock:
+        sock.sendall(good + SMUGGLED)
+        raw = read_until_closed(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", raw) == [b"200", b"400"]
