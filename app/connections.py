@@ -11,6 +11,10 @@ throughput here) and this subclass of its protocol, which adds:
 - a cap on open connections: one over it is answered 503 and closed;
 - a send deadline: a client that reads nothing of its answer for the body idle timeout is cut off;
 - h11's limit on the size of the request line plus headers (431 when over);
+- a body nobody reads costs nothing: once the answer is sent while the request's body is still
+  arriving (a route that never reads it), the connection closes (lingering) instead of parsing the
+  rest; and chunked framing has a bounded cost per byte: a body split into more chunks than 16 plus
+  one per 256 bytes is refused with 400 before h11 parses those chunks;
 - framing that could smuggle a request: Content-Length together with Transfer-Encoding, or a
   folded (obs-fold) header line, is answered 400 and the connection closed, as RFC 9112 §6.3
   and §5.2 allow (h11 would accept both, letting Transfer-Encoding win).
@@ -74,6 +78,76 @@ def framing_problem(pending: bytes) -> str | None:
     if b"content-length" in names and b"transfer-encoding" in names:
         return FRAMING_MESSAGE
     return None
+
+
+CHUNKS_MESSAGE = "The request body is split into too many chunks for its size."
+# Chunks allowed: 16, plus one per this many body bytes (real clients send KiB-sized chunks).
+BYTES_PER_CHUNK = 256
+_CHUNKED = re.compile(rb"^transfer-encoding:[^\r\n]*chunked", re.IGNORECASE | re.MULTILINE)
+
+
+class ChunkCount:
+    """Counts the chunks of a chunked body as its bytes arrive, jumping over each chunk's data:
+    a few Python steps per chunk, where h11 spends tens of microseconds per chunk."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.bytes = 0
+        self._line = b""
+        self._remaining = 0  # bytes of chunk data (and its CRLF) still to skip
+        self._done = False
+        self._refused = False
+
+    @property
+    def pathological(self) -> bool:
+        """More chunks than the bytes so far allow: refuse the request."""
+        return self._refused
+
+    def _over(self, consumed: int) -> bool:
+        self._refused = self._refused or self.chunks > 16 + consumed // BYTES_PER_CHUNK
+        return self._refused
+
+    def feed(self, data: bytes) -> None:
+        base = self.bytes
+        self.bytes += len(data)
+        position = 0
+        while not self._done and position < len(data):
+            if self._over(base + position):
+                return  # counting stops here: the cost of a refusal is bounded too
+            if self._remaining:
+                taken = min(self._remaining, len(data) - position)
+                self._remaining -= taken
+                position += taken
+                continue
+            end = data.find(b"\n", position)
+            if end == -1:
+                self._line = (self._line + data[position:])[-1024:]
+                break
+            line, self._line = self._line + data[position:end], b""
+            position = end + 1
+            digits = line.split(b";", 1)[0].strip()
+            try:
+                size = int(digits, 16)
+            except ValueError:
+                self._done = True  # malformed: h11 answers it
+                return
+            if size == 0:
+                self._done = True  # the last chunk; trailers follow
+                return
+            self.chunks += 1
+            self._remaining = size + 2
+        self._over(self.bytes)
+
+
+def chunk_count_after_head(pending: bytes) -> ChunkCount | None:
+    """A ChunkCount fed with the body bytes after a complete, chunked request head; None for a
+    head that is incomplete or not chunked."""
+    end = _HEADER_END.search(pending)
+    if end is None or not _CHUNKED.search(pending[: end.start()]):
+        return None
+    count = ChunkCount()
+    count.feed(pending[end.end() :])
+    return count
 
 
 def raw_error(status: int, code: str, message: str) -> bytes:
@@ -178,6 +252,7 @@ class GuardedH11Protocol(H11Protocol):
         self._close_at_once = False
         self._send_stalled: asyncio.TimerHandle | None = None
         self._counted_refusal = False
+        self._chunks: ChunkCount | None = None  # the current request's, when it is chunked
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         self._socket = transport
@@ -259,16 +334,26 @@ class GuardedH11Protocol(H11Protocol):
             if self._headers_too_large(data):
                 self._refuse(431, "headers_too_large", "The request headers are too large.")
                 return
-            problem = framing_problem(self.conn.trailing_data[0] + data)
+            pending = self.conn.trailing_data[0] + data
+            problem = framing_problem(pending)
             if problem is not None:  # before h11 reads it: nothing of it reaches the app
                 self._refuse(400, "bad_request", problem)
                 return
+            self._chunks = chunk_count_after_head(pending)
             if self._phase != "headers":  # the first bytes of a request on a kept-alive connection
                 self._start_headers()
+        elif self.conn.their_state is h11.SEND_BODY and self._chunks is not None:
+            self._chunks.feed(data)
+        if self._chunks is not None and self._chunks.pathological:
+            self._refuse(400, "bad_request", CHUNKS_MESSAGE)
+            return
         super().data_received(data)
         self._follow(data_arrived=True)
 
     def on_response_complete(self) -> None:
+        if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
+            # Answered before its body was read: what is still coming is dropped, not parsed.
+            self.transport.close()
         if not self.transport.is_closing() and self.conn.their_state is h11.DONE:
             # A pipelined request already buffered: checked before the next cycle parses it.
             problem = framing_problem(self.conn.trailing_data[0])

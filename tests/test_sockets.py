@@ -368,3 +368,63 @@ def test_ambiguous_framing_pipelined_behind_a_good_request_is_refused_after_it(
         sock.sendall(good + SMUGGLED)
         raw = read_until_closed(sock)
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", raw) == [b"200", b"400"]
+
+
+def test_chunk_counting_jumps_over_data_and_flags_tiny_chunks() -> None:
+    from app.connections import ChunkCount
+
+    count = ChunkCount()
+    body = (
+        b"".join(f"{n:x}\r\n".encode() + b"x" * n + b"\r\n" for n in (1000, 4096, 300))
+        + b"0\r\n\r\n"
+    )
+    for start in range(0, len(body), 7):  # split anywhere, even inside a size line
+        count.feed(body[start : start + 7])
+    assert count.chunks == 3 and not count.pathological
+    tiny = ChunkCount()
+    tiny.feed(b"1\r\nA\r\n" * 20000)
+    assert tiny.pathological and tiny.chunks == 17  # it stops counting once refused
+
+
+def test_a_body_of_tiny_chunks_is_refused_before_it_is_parsed(
+    small_limit_service: tuple[str, int],
+) -> None:
+    head = b"GET /health/live HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(small_limit_service, timeout=10) as sock:
+        sock.sendall(head + b"1\r\nA\r\n" * 20000)
+        head_out, body = answer_of(read_until_closed(sock))
+    assert head_out.startswith(b"HTTP/1.1 400 ") and b"too many chunks" in body
+
+
+def test_a_body_nobody_reads_is_not_read_after_the_answer(
+    small_limit_service: tuple[str, int],
+) -> None:
+    """A route that never reads its body answers; the connection then closes (lingering) instead
+    of parsing whatever follows until the body deadline (30 s here)."""
+    head = b"GET /health/live HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(small_limit_service, timeout=10) as sock:
+        sock.sendall(head + b"400\r\n" + b"x" * 1024 + b"\r\n")  # and no last chunk
+        started = time.monotonic()
+        answer = read_until_closed(sock, limit_s=5)
+    assert answer.startswith(b"HTTP/1.1 200 ") and time.monotonic() - started < 3
+
+
+def test_a_chunked_upload_in_real_sized_chunks_is_served(
+    small_limit_service: tuple[str, int],
+) -> None:
+    from tests.conftest import poster_bytes
+
+    poster = poster_bytes()
+    chunks = b"".join(
+        f"{len(poster[i : i + 300]):x}\r\n".encode() + poster[i : i + 300] + b"\r\n"
+        for i in range(0, len(poster), 300)
+    )
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/jpeg\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
+    with socket.create_connection(small_limit_service, timeout=10) as sock:
+        sock.sendall(request)
+        head, body = answer_of(read_until_closed(sock, limit_s=30))
+    assert head.startswith(b"HTTP/1.1 200 "), head + body[:300]
+    assert b'"predicted"' in body
