@@ -34,6 +34,10 @@ INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
 DEFAULT_MAX_PIXELS = 16_000_000
 SHRINK_ABOVE = 2 * INPUT_SIZE
 MAX_SIDE = 65_535  # JPEG's own limit; PNG would allow 2^31
+# Each scan of a progressive JPEG is a pass over the whole image, so the pixel limit alone does not
+# bound decoding time: 20,000 empty scans fit in 671 KB. libjpeg's progressive JPEGs have 6 (grey)
+# or 10 (colour) scans; none of the dataset's posters is progressive.
+MAX_JPEG_SCANS = 64
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 # Formats we recognise by magic bytes and refuse (415) without handing them to any decoder.
@@ -166,6 +170,16 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
         )
     # An MPO (a camera's multi-picture JPEG) is a JPEG whose first picture is the poster.
     fmt = "JPEG" if image.format == "MPO" else image.format or "UNKNOWN"
+    if fmt == "JPEG":
+        # Start-of-scan markers, counted before decoding. Entropy-coded data cannot hold FF DA
+        # (an FF there is followed by 00 or a restart code), so only an embedded thumbnail's own
+        # scans add to the real ones: the count errs towards refusing, never towards decoding.
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise ImageTooLarge(
+                f"The JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded "
+                "(a progressive JPEG has about 10)."
+            )
     try:
         if fmt == "JPEG":
             # Lets libjpeg decode at 1/2, 1/4 or 1/8 scale when the poster is far larger than needed.

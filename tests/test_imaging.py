@@ -380,3 +380,27 @@ def test_grey_with_alpha_is_composited_over_white_too() -> None:
     buffer = io.BytesIO()
     Image.new("LA", (20, 30), (0, 128)).save(buffer, format="PNG")
     np.testing.assert_allclose(np.asarray(decode_poster(buffer.getvalue()).image), 127, atol=1)
+
+
+def progressive_jpeg(extra_scans: int = 0, size: tuple[int, int] = (400, 600)) -> bytes:
+    """A real progressive JPEG (libjpeg's 10 scans), with its last scan repeated `extra_scans`
+    times: each repeat decodes as a further pass over the whole image (a scan bomb)."""
+    ramp = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp.astype(np.uint8)).save(buffer, "JPEG", progressive=True, quality=80)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * extra_scans + data[end:]
+
+
+def test_a_progressive_jpeg_decodes_and_a_scan_bomb_is_refused_before_decoding() -> None:
+    from poster_genres.preprocessing import MAX_JPEG_SCANS
+
+    normal = progressive_jpeg()
+    assert normal.count(b"\xff\xda") == 10
+    assert decode_poster(normal).format == "JPEG"
+    bomb = progressive_jpeg(extra_scans=190)
+    assert bomb.count(b"\xff\xda") == 200
+    with pytest.raises(ImageTooLarge, match=f"200 scans; at most {MAX_JPEG_SCANS}"):
+        decode_poster(bomb)
+    assert decode_poster(progressive_jpeg(MAX_JPEG_SCANS - 10)).format == "JPEG"  # at the cap

@@ -100,3 +100,13 @@ def test_genres_predictable_agrees_with_the_metadata_and_the_card(shipped: Path)
     ]
     never = {name.split(" (")[0] for name in unpredictable_genres(metadata)}
     assert never == {g["genre"] for g in genres if not g["predictable"]}
+
+
+def test_no_dataset_poster_comes_near_the_jpeg_scan_cap(real_data: Path) -> None:
+    from poster_genres.preprocessing import MAX_JPEG_SCANS
+
+    scans = [
+        p.read_bytes().count(b"\xff\xda") for p in sorted((real_data / "Images").glob("*.jpg"))
+    ]
+    assert len(scans) == 6119
+    assert set(scans) == {1} and MAX_JPEG_SCANS > 1  # every one is a baseline JPEG

@@ -205,3 +205,26 @@ def test_serves_as_an_unprivileged_user_with_only_tmp_writable(tiny_store: Path)
             assert int(status.split("Uid:")[1].split()[0]) == 65534
     finally:
         sh.rmtree(shared, ignore_errors=True)
+
+
+def test_a_jpeg_scan_bomb_is_refused_within_50_ms_by_a_real_server(tiny_store: Path) -> None:
+    """Each scan of a progressive JPEG is a pass over the whole image: the scan count is checked
+    before decoding (the pixel limit alone let 14 minutes of decoding through)."""
+    from tests.service_process import running_service
+    from tests.test_imaging import progressive_jpeg
+
+    bomb = progressive_jpeg(extra_scans=190)
+    with running_service(tiny_store) as service, httpx.Client(base_url=service.url) as client:
+        upload = {"file": ("bomb.jpg", bomb, "image/jpeg")}
+        client.post("/predict", files={"file": ("ok.jpg", progressive_jpeg(), "image/jpeg")})
+        started = time.perf_counter()
+        response = client.post("/predict", files=upload, timeout=30)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "image_too_large"
+        assert "200 scans" in response.json()["error"]["message"]
+        assert elapsed < 0.05, f"{elapsed * 1000:.0f} ms"
+        normal = client.post(
+            "/predict", files={"file": ("p.jpg", progressive_jpeg(), "image/jpeg")}
+        )
+        assert normal.status_code == 200
