@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
+
+if TYPE_CHECKING:  # training imports Keras: only the fixtures that train load it
+    from training.train import TrainConfig
 
 TINY_GENRES = ["Action", "Comedy", "Drama", "N/A"]
 SLOW_TEST_TIMEOUT_S = 600
@@ -98,26 +102,32 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
     return write_tiny_dataset(tmp_path_factory.mktemp("dataset"))
 
 
+def tiny_config(dataset: TinyDataset, store: Path, **overrides: Any) -> TrainConfig:
+    """The training run of the tiny version: a small CNN, 3 epochs, into `store`."""
+    from training.recipes import Recipe
+    from training.train import TrainConfig
+
+    settings: dict[str, Any] = {
+        "csv": dataset.csv,
+        "images": dataset.images,
+        "store": store,
+        "version": "tiny",
+        "arch": "compact",
+        "recipe": Recipe(epochs=3, batch_size=16, learning_rate=3e-3),
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+        "min_positives_to_predict": 3,
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """A model store holding one version trained end to end on the tiny dataset."""
-    from training.recipes import Recipe
-    from training.train import TrainConfig, run
+    from training.train import run
 
     store = tmp_path_factory.mktemp("store")
-    run(
-        TrainConfig(
-            csv=tiny_dataset.csv,
-            images=tiny_dataset.images,
-            store=store,
-            version="tiny",
-            arch="compact",
-            recipe=Recipe(epochs=3, batch_size=16, learning_rate=3e-3),
-            val_fraction=0.25,
-            test_fraction=0.25,
-            min_positives_to_predict=3,
-        )
-    )
+    run(tiny_config(tiny_dataset, store))
     return store
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from poster_genres.artifact import load_version, sha256_of, write_version
 from poster_genres.preprocessing import poster_to_input
-from tests.conftest import TINY_GENRES, TinyDataset, write_tiny_dataset
+from tests.conftest import TINY_GENRES, TinyDataset, tiny_config, write_tiny_dataset
 from training.__main__ import main as training_cli
 from training.dataset import (
     DatasetError,
@@ -246,20 +246,8 @@ def test_an_interrupted_run_resumes_at_its_last_epoch_and_ends_where_one_run_end
     tmp_path: Path, tiny_dataset: TinyDataset, tiny_version: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from training import train as training_run
-    from training.recipes import Recipe
 
-    config = training_run.TrainConfig(
-        csv=tiny_dataset.csv,
-        images=tiny_dataset.images,
-        store=tmp_path,
-        version="tiny",
-        arch="compact",
-        recipe=Recipe(epochs=3, batch_size=16, learning_rate=3e-3),
-        val_fraction=0.25,
-        test_fraction=0.25,
-        min_positives_to_predict=3,
-        litert=False,
-    )
+    config = tiny_config(tiny_dataset, tmp_path, litert=False)
     record_epoch = training_run.Progress.on_epoch_end
 
     def stop_after_second(
