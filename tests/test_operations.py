@@ -23,7 +23,7 @@ from poster_genres.errors import ModelStoreError
 from poster_genres.metadata import ModelMetadata, read_metadata
 from tests.conftest import make_settings, poster_bytes
 from tests.service_process import running_service
-from tests.test_alerts import RULES, promtool
+from tests.test_alerts import RULES, promtool, series
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -222,19 +222,15 @@ REFERENCE = ("poster_genre_reference_rate", "poster_drift_threshold")
 def as_input_series(before: Samples, after: Samples) -> list[dict[str, str]]:
     """The counters rising from `before` to `after` over one hour, the reference held: what a
     Prometheus scraping this replica every minute would have stored."""
-    series = []
+    found = []
     for (name, labels), end in after.items():
         if name not in GENRE_MIX + REFERENCE:
             continue
-        inside = ", ".join(
-            f'{k}="{v}"' for k, v in sorted({**dict(labels), "job": "poster-genres"}.items())
-        )
         start = before[(name, labels)] if name in GENRE_MIX else end
         points = np.linspace(start, end, 61) if name in GENRE_MIX else np.full(61, end)
-        series.append(
-            {"series": f"{name}{{{inside}}}", "values": " ".join(repr(float(p)) for p in points)}
-        )
-    return series
+        values = " ".join(repr(float(p)) for p in points)
+        found.append(series(name, {**dict(labels), "job": "poster-genres"}, values))
+    return found
 
 
 @pytest.mark.slow  # two replays of 200 real posters through a real server: ~20 s under LiteRT
