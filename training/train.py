@@ -94,7 +94,8 @@ def say(message: str) -> None:
 class Progress(keras.callbacks.Callback):
     """Prints each epoch; with a validation set, scores its mAP (which drives early stopping).
 
-    With `saved`, the history so far is kept in that file, so a resumed phase reports every epoch.
+    With `saved`, the history so far is kept in that file, so a phase resumed after epoch
+    `resumed_at` reports every epoch.
     """
 
     def __init__(
@@ -103,13 +104,16 @@ class Progress(keras.callbacks.Callback):
         validation: tuple[PosterBatches, np.ndarray] | None,
         genres: list[str],
         saved: Path | None = None,
+        resumed_at: int = 0,
     ) -> None:
         super().__init__()
         self.epochs, self.validation, self.genres, self.saved = epochs, validation, genres, saved
         self.history: list[dict[str, float]] = []
-        if saved is not None and saved.is_file():
-            self.history = json.loads(saved.read_text())
-        self.resumed_at = len(self.history)  # the caller trims it to the checkpoint's epoch
+        if resumed_at and saved is not None and saved.is_file():
+            # The history is written before the checkpoint: a kill between the two re-runs that
+            # epoch, so what follows the checkpoint's epoch is dropped.
+            self.history = json.loads(saved.read_text())[:resumed_at]
+        self.resumed_at = resumed_at
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -253,12 +257,11 @@ class _Trainer:
         checked = None
         if validation is not None:
             checked = (self.batches(validation, shuffle=False), validation.labels)
-        progress = Progress(config.hyper.epochs, checked, self.genres, backup / "history.json")
         checkpointed = backup / "training_metadata.json"  # BackupAndRestore's record
         done = json.loads(checkpointed.read_text())["epoch"] if checkpointed.is_file() else 0
-        # The history is written before the checkpoint: a kill between the two re-runs that epoch.
-        del progress.history[done:]
-        progress.resumed_at = done
+        progress = Progress(
+            config.hyper.epochs, checked, self.genres, backup / "history.json", resumed_at=done
+        )
         if done:
             say(f"{phase}: resuming after epoch {done} from {backup}")
             train_batches.start_at(done)
