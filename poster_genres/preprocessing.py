@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps
 
 from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
@@ -139,6 +140,28 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _jpeg_data_ends_early(data: bytes) -> bool:
+    """Whether libjpeg runs out of coded data before the declared image is complete.
+
+    libjpeg fills what is missing with grey and only warns, and Pillow drops its warnings, so a
+    header claiming 4000x4000 over 400x600 of data would decode "successfully". simplejpeg (the
+    same libjpeg-turbo) raises on warnings; decoding at 1/8 scale still reads every coded bit.
+    Only the end-of-data warnings count: others (e.g. stray bytes between markers) are common in
+    cameras' files that decode fine.
+    """
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        simplejpeg.decode_jpeg(
+            data,
+            colorspace="CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY",
+            min_factor=8,
+            strict=True,
+        )
+    except ValueError as exc:
+        return "premature end" in str(exc).lower()
+    return False
+
+
 def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPoster:
     """Decode uploaded bytes into an RGB image, or raise one of `poster_genres.errors.DECODE_ERRORS`."""
     if not data:
@@ -179,6 +202,11 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             raise ImageTooLarge(
                 f"The JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded "
                 "(a progressive JPEG has about 10)."
+            )
+        if _jpeg_data_ends_early(data):
+            raise InvalidImage(
+                f"The JPEG declares {width}x{height} pixels but its data ends before the image "
+                "does (truncated)."
             )
     try:
         if fmt == "JPEG":

@@ -114,6 +114,33 @@ def test_truncated_jpeg_is_invalid_image(keep: float) -> None:
         decode_poster(data[: int(len(data) * keep)])
 
 
+def jpeg_claiming(size: tuple[int, int], data_size: tuple[int, int] = (400, 600)) -> bytes:
+    """A complete JPEG of `data_size` whose frame header claims `size`: its coded data, end marker
+    included, runs out long before the declared image does."""
+    data = bytearray(poster_bytes(size=data_size, quality=90))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", size[1], size[0])
+    return bytes(data)
+
+
+def test_a_jpeg_whose_data_ends_before_its_declared_size_is_invalid_not_grey() -> None:
+    """libjpeg fills the missing part with grey and only warns; the README promises 400."""
+    assert decode_poster(jpeg_claiming((400, 600))).width == 400  # the header unchanged: decodes
+    with pytest.raises(InvalidImage, match=r"declares 4000x4000 pixels but its data ends"):
+        decode_poster(jpeg_claiming((4000, 4000)))
+    with pytest.raises(InvalidImage, match="truncated"):
+        decode_poster(jpeg_claiming((400, 616)))  # one row of 16x16 blocks short is enough
+
+
+def test_a_cmyk_jpeg_is_checked_for_truncation_and_still_decodes() -> None:
+    cmyk = Image.new("CMYK", (64, 96), (10, 200, 30, 0))
+    buffer = io.BytesIO()
+    cmyk.save(buffer, "JPEG")
+    assert decode_poster(buffer.getvalue()).image.mode == "RGB"
+    with pytest.raises(InvalidImage):
+        decode_poster(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
 def test_png_with_broken_crc_is_invalid_image() -> None:
     data = bytearray(poster_bytes(size=(20, 20), fmt="PNG"))
     idat = data.index(b"IDAT")

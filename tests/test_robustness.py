@@ -228,3 +228,19 @@ def test_a_jpeg_scan_bomb_is_refused_within_50_ms_by_a_real_server(tiny_store: P
             "/predict", files={"file": ("p.jpg", progressive_jpeg(), "image/jpeg")}
         )
         assert normal.status_code == 200
+
+
+def test_a_jpeg_claiming_more_pixels_than_it_carries_is_400_from_a_real_server(
+    tiny_store: Path,
+) -> None:
+    """It was answered 200 with the missing part filled grey."""
+    from tests.service_process import running_service
+    from tests.test_imaging import jpeg_claiming
+
+    with running_service(tiny_store) as service, httpx.Client(base_url=service.url) as client:
+        short = client.post("/predict", files={"file": ("p.jpg", jpeg_claiming((4000, 4000)))})
+        assert short.status_code == 400
+        assert short.json()["error"]["code"] == "invalid_image"
+        assert "data ends before the image does" in short.json()["error"]["message"]
+        whole = client.post("/predict", files={"file": ("p.jpg", jpeg_claiming((400, 600)))})
+        assert whole.status_code == 200
