@@ -106,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, SettingsError) as exc:
         print(f"cannot start: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
-    problem = port_in_use(settings.host, settings.port)
-    if problem:
-        print(
-            f"cannot start: {settings.host}:{settings.port} cannot be used ({problem}); "
-            "set POSTER_PORT to a free port",
-            file=sys.stderr,
-        )
-        return 1
+    ports = {"POSTER_PORT": settings.port, "POSTER_METRICS_PORT": settings.metrics_port}
+    for variable, port in ports.items():
+        problem = port_in_use(settings.host, port) if port is not None else None
+        if problem:
+            print(
+                f"cannot start: {settings.host}:{port} cannot be used ({problem}); "
+                f"set {variable} to a free port",
+                file=sys.stderr,
+            )
+            return 1
     return serve(settings)
 
 
@@ -167,6 +169,11 @@ def serve(settings: Settings) -> int:
         access_log=False,  # our middleware logs one structured line per request
     )
     server = DrainingServer(config, app, settings.drain_delay_s)
+    if settings.metrics_port is not None:
+        from app.metrics_port import MetricsServer
+
+        registry = app.state.metrics.registry
+        MetricsServer(registry, settings.host, settings.metrics_port, settings.log_level).start()
     # uvicorn re-raises Ctrl+C after its graceful shutdown; its own `uvicorn.run` ignores it too.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -6,6 +6,7 @@ anonymous client make the server buffer a whole upload first. This ASGI middlewa
 the predict and explain routes at once with the JSON error (and `Connection: close`, so the unread body is not
 drained) when the API key is missing or wrong, when the service is not ready or is draining, or when
 the queue is already full. The service checks again per image; this is the cheap early refusal.
+`/model` and `/metrics` need the key too (any method), and nothing else.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
 from poster_genres.errors import PosterGenresError
 
 GUARDED_PATHS = ("/predict", "/predict/batch", "/explain")
+# Read-only routes that tell an outsider more than a client needs (the model's metrics and test
+# figures; the traffic's volume and genre mix): behind the key too, when one is configured.
+KEYED_PATHS = ("/model", "/metrics")
 
 
 def offered_key(headers: Headers) -> str | None:
@@ -54,11 +58,17 @@ class AdmissionMiddleware:
         self.service = service
         self.respond = respond
 
-    def _refusal(self, scope: Scope) -> PosterGenresError | None:
+    def _unauthorized(self, scope: Scope) -> PosterGenresError | None:
         if self.api_key is not None and not key_matches(
             offered_key(Headers(scope=scope)), self.api_key
         ):
             return Unauthorized("A valid API key is required (X-API-Key or Authorization: Bearer).")
+        return None
+
+    def _refusal(self, scope: Scope) -> PosterGenresError | None:
+        unauthorized = self._unauthorized(scope)
+        if unauthorized is not None:
+            return unauthorized
         service = self.service()
         if service is None:
             return NotReady("The model is not loaded yet.")
@@ -72,12 +82,12 @@ class AdmissionMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        guarded = (
-            scope["type"] == "http"
-            and scope.get("method") == "POST"
-            and get_route_path(scope) in GUARDED_PATHS
-        )
-        refusal = self._refusal(scope) if guarded else None
+        path = get_route_path(scope) if scope["type"] == "http" else ""
+        refusal = None
+        if path in KEYED_PATHS:
+            refusal = self._unauthorized(scope)
+        elif path in GUARDED_PATHS and scope.get("method") == "POST":
+            refusal = self._refusal(scope)
         if refusal is None:
             await self.app(scope, receive, send)
             return

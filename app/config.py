@@ -41,6 +41,12 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /metrics on this port, without the key, and not on POSTER_PORT",
+    )
     shutdown_grace_s: float = Field(20.0, ge=1, description="in-flight requests get this long")
     header_timeout_s: float = Field(10.0, gt=0, description="request line + headers must arrive")
     body_idle_timeout_s: float = Field(
@@ -102,6 +108,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if "*" in self.cors_origins:
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
+        if self.metrics_port == self.port:
+            raise ValueError(f"POSTER_METRICS_PORT must differ from POSTER_PORT ({self.port})")
         batch_places = int(self.max_batch_share * self.max_queue)
         if self.max_batch_files > batch_places:
             # Otherwise a full-size batch could never be admitted, even on an idle server.

@@ -130,6 +130,8 @@ def create_app(
     app.include_router(explain.router)
     app.include_router(info.router)
     app.include_router(health.router)
+    if settings.metrics_port is None:
+        app.include_router(health.metrics_router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     # Middleware: the last added runs first (outermost).

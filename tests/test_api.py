@@ -337,7 +337,11 @@ def test_api_key_when_configured(tiny_store: Path) -> None:
             ok = secured.post("/predict", files={"file": ("p.jpg", POSTER)}, headers=headers)
             assert ok.status_code == 200
         assert secured.get("/health").status_code == 200
-        assert secured.get("/metrics").status_code == 200
+        assert secured.get("/genres").status_code == 200
+        for private in ("/model", "/metrics"):  # the model's figures and the traffic's mix
+            assert_error(secured.get(private), 401, "unauthorized")
+            key = {"X-API-Key": "s3cret-of-16-chars"}
+            assert secured.get(private, headers=key).status_code == 200
 
 
 def test_draining_service_refuses_work_and_fails_readiness(tiny_store: Path) -> None:

@@ -202,13 +202,18 @@ def test_replicas_are_spread_over_the_nodes() -> None:
 def test_the_scrape_annotations_point_at_the_metrics_route(
     container: dict[str, Any], app_paths: set[str]
 ) -> None:
+    """The scrape goes to the metrics port, which the key does not guard (the API port's /metrics
+    would answer 401 to a scraper that cannot send the key, and 404 once the port is set)."""
     annotations = load("deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert int(annotations["prometheus.io/port"]) in {
-        p["containerPort"] for p in container["ports"]
-    }
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert env["POSTER_METRICS_PORT"] == str(ports["metrics"]) != env["POSTER_PORT"]
     assert annotations["prometheus.io/path"] == "/metrics"
-    assert "/metrics" in app_paths
+    assert "/metrics" in app_paths  # without the metrics port, the API port serves it
+    service_ports = {p["targetPort"] for p in load("service.yaml")["spec"]["ports"]}
+    assert service_ports == {"http"}  # the Service never exposes the metrics port
 
 
 def test_the_capacity_table_in_the_guide_matches_the_manifests(container: dict[str, Any]) -> None:

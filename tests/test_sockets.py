@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from tests.service_process import running_service
@@ -428,3 +429,25 @@ def test_a_chunked_upload_in_real_sized_chunks_is_served(
         head, body = answer_of(read_until_closed(sock, limit_s=30))
     assert head.startswith(b"HTTP/1.1 200 "), head + body[:300]
     assert b'"predicted"' in body
+
+
+def test_metrics_move_to_their_own_port_without_the_key(tiny_store: Path) -> None:
+    """POSTER_METRICS_PORT: the scraper needs no key there, and the public port has no /metrics."""
+    from tests.service_process import free_port
+
+    metrics_port = free_port()
+    key = "sixteen-chars-key!"
+    env = {"POSTER_API_KEY": key, "POSTER_METRICS_PORT": str(metrics_port)}
+    with running_service(tiny_store, env) as service:
+        public = httpx.get(f"{service.url}/metrics", headers={"X-API-Key": key})
+        assert public.status_code == 404
+        assert httpx.get(f"{service.url}/model").status_code == 401
+        assert httpx.get(f"{service.url}/model", headers={"X-API-Key": key}).status_code == 200
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        assert "poster_ready{" in scraped.text or "poster_ready " in scraped.text
+        other = httpx.get(f"http://127.0.0.1:{metrics_port}/model")
+        assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+        assert httpx.post(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 405
+        assert "/metrics" not in httpx.get(f"{service.url}/openapi.json").json()["paths"]

@@ -47,6 +47,10 @@ def assert_plain(result: subprocess.CompletedProcess[str], code: int, *phrases: 
         ({"POSTER_API_KEY": ""}, ["POSTER_API_KEY must be at least 16 characters (got 0)"]),
         ({"POSTER_API_KEY": "   "}, ["POSTER_API_KEY must be at least 16 characters (got 0)"]),
         ({"POSTER_API_KEY": "short-key"}, ["at least 16 characters (got 9)"]),
+        (
+            {"POSTER_PORT": "8000", "POSTER_METRICS_PORT": "8000"},
+            ["POSTER_METRICS_PORT must differ from POSTER_PORT (8000)"],
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(

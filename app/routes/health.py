@@ -45,8 +45,17 @@ async def ready(request: Request) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
 
 
-@router.get(
-    "/metrics", responses={200: {"content": {"text/plain": {}}}, 500: {"model": ErrorResponse}}
+# Registered only when POSTER_METRICS_PORT is unset; otherwise app/metrics_port.py serves it.
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get(
+    "/metrics",
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {"model": ErrorResponse, "description": "unauthorized (when an API key is set)"},
+        500: {"model": ErrorResponse},
+    },
 )
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of the service's metrics."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import ServiceDep
-from app.schemas import GenresResponse, ModelInfo
+from app.schemas import ErrorResponse, GenresResponse, ModelInfo
 
 router = APIRouter(tags=["model"])
 
@@ -16,7 +16,13 @@ async def genres(service: ServiceDep) -> GenresResponse:
     return GenresResponse(genres=service.genres())
 
 
-@router.get("/model", response_model=ModelInfo)
+@router.get(
+    "/model",
+    response_model=ModelInfo,
+    responses={
+        401: {"model": ErrorResponse, "description": "unauthorized (when an API key is set)"}
+    },
+)
 async def model_info(service: ServiceDep) -> ModelInfo:
     """The served model's metadata: version, metrics, thresholds, input spec, preprocessing."""
     loaded = service.classifier.version_info
