@@ -26,7 +26,9 @@ Closing is lingering, as nginx's `lingering_close`: a socket closed while the cl
 still unread makes the kernel send a reset, which can destroy the answer on its way (a 431 or a
 413 sent while the client is still uploading). So every close the service makes (its own refusals
 and uvicorn's after `Connection: close`) sends FIN after the answer, reads and drops whatever the
-client still sends, and closes when the client does or after `LINGER_S`.
+client still sends, and closes when the client does or after `LINGER_S`. That includes the idle
+kept-alive connections uvicorn closes at shutdown: a request that crosses their FIN is dropped,
+and its client sees the connection end (which HTTP clients retry on) rather than a reset.
 """
 
 from __future__ import annotations
@@ -249,7 +251,6 @@ class GuardedH11Protocol(H11Protocol):
         self._socket: asyncio.Transport | None = None
         self._lingering = False
         self._linger_ends: asyncio.TimerHandle | None = None
-        self._close_at_once = False
         self._send_stalled: asyncio.TimerHandle | None = None
         self._counted_refusal = False
         self._chunks: ChunkCount | None = None  # the current request's, when it is chunked
@@ -298,11 +299,6 @@ class GuardedH11Protocol(H11Protocol):
         if not self._refused:
             super().resume_writing()
 
-    def shutdown(self) -> None:
-        self._close_at_once = True  # idle connections at shutdown have nothing left to read
-        super().shutdown()
-        self._close_at_once = False
-
     def _close_lingering(self) -> None:
         """Send FIN after what was written, drop what the client still sends, close when it
         closes (asyncio closes the socket once `eof_received` returns) or after `LINGER_S`."""
@@ -311,7 +307,7 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._lingering = True
         self._disarm()
-        if self._close_at_once or not socket.can_write_eof():
+        if not socket.can_write_eof():
             socket.close()
             return
         socket.write_eof()

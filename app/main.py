@@ -18,7 +18,11 @@ from app.config import Settings, get_settings
 from app.error_handlers import domain_error_response, error_response, install_error_handlers
 from app.logs import configure_logging
 from app.metrics import ServiceMetrics
-from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.middleware import (
+    BodyLimitMiddleware,
+    CloseWhileDrainingMiddleware,
+    RequestContextMiddleware,
+)
 from app.openapi import honest_openapi
 from app.routes import explain, health, info, page, predict
 from app.security import SecurityHeadersMiddleware
@@ -161,6 +165,10 @@ def create_app(
             allow_credentials=False,
         )
     app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
+    app.add_middleware(
+        CloseWhileDrainingMiddleware,
+        draining=lambda: app.state.service is not None and app.state.service.health == "draining",
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -88,3 +89,50 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(tiny_store: Path) -
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == "interrupted (Ctrl+C)"
     assert "Traceback" not in stderr
+
+
+def _get_live(connection: socket.socket) -> bytes:
+    """One whole answer to GET /health/live on a raw connection: its head and its body."""
+    connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += connection.recv(65536)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += connection.recv(65536)
+    return answer
+
+
+def test_while_draining_each_answer_closes_its_kept_alive_connection(tiny_store: Path) -> None:
+    """Kept-alive clients move to a fresh connection after a complete answer, instead of racing
+    the listener's close with their next request."""
+    with running_service(tiny_store, {"POSTER_DRAIN_DELAY_S": "3"}) as service:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=5) as kept:
+            before = _get_live(kept)
+            assert before.startswith(b"HTTP/1.1 200") and b"connection: close" not in before
+            service.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            during = _get_live(kept)
+            assert during.startswith(b"HTTP/1.1 200")
+            assert b"connection: close" in during.lower()
+            assert kept.recv(1) == b""  # closed by the server after that answer, not reset
+        with httpx.Client(base_url=service.url) as client:  # a new connection is still taken
+            assert client.get("/health/ready").status_code == 503
+        assert service.process.wait(timeout=15) == 143
+
+
+def test_an_idle_kept_alive_connection_closed_at_shutdown_is_never_reset(tiny_store: Path) -> None:
+    """uvicorn closes idle connections at shutdown. A request crossing that close used to meet a
+    closed socket, and the kernel's reset; the close now lingers: the request is dropped and the
+    client sees the connection end, which HTTP clients retry on."""
+    with running_service(tiny_store, {"POSTER_DRAIN_DELAY_S": "0"}) as service:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=5) as idle:
+            assert _get_live(idle).startswith(b"HTTP/1.1 200")
+            service.process.send_signal(signal.SIGTERM)
+            assert idle.recv(1) == b""  # the server's FIN
+            idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")  # the crossing request
+            time.sleep(0.2)
+            idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")  # a reset shows here
+            assert idle.recv(1) == b""
+        assert service.process.wait(timeout=15) == 143
