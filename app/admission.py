@@ -22,9 +22,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
+from app.service import PredictionService
 from poster_genres.errors import PosterGenresError
 
-GUARDED_PATHS = ("/predict", "/predict/batch", "/explain")
+BATCH_PATH = "/predict/batch"
+GUARDED_PATHS = ("/predict", BATCH_PATH, "/explain")
 # Read-only routes that tell an outsider more than a client needs (the model's metrics and test
 # figures; the traffic's volume and genre mix): behind the key too, when one is configured.
 KEYED_PATHS = ("/model", "/metrics")
@@ -50,12 +52,14 @@ class AdmissionMiddleware:
         self,
         app: ASGIApp,
         api_key: str | None,
-        service: Callable[[], object | None],
+        service: Callable[[], PredictionService | None],
+        max_batch_files: int,
         respond: Callable[[Scope, PosterGenresError], Response],
     ) -> None:
         self.app = app
         self.api_key = api_key
         self.service = service
+        self.max_batch_files = max_batch_files
         self.respond = respond
 
     def _unauthorized(self, scope: Scope) -> PosterGenresError | None:
@@ -72,12 +76,11 @@ class AdmissionMiddleware:
         service = self.service()
         if service is None:
             return NotReady("The model is not loaded yet.")
-        health = getattr(service, "health", "ok")
-        if health != "ok":
-            return ServiceUnavailable(f"The service is {health}; retry on another replica.")
-        if getattr(service, "saturated", False):
+        if service.health != "ok":
+            return ServiceUnavailable(f"The service is {service.health}; retry on another replica.")
+        if service.saturated:
             return Overloaded("Too many images are being processed; retry shortly.")
-        if get_route_path(scope) == "/explain" and getattr(service, "explanations_full", False):
+        if get_route_path(scope) == "/explain" and service.explanations_full:
             return Overloaded("Too many explanations are in progress; retry shortly.")
         return None
 
@@ -88,9 +91,33 @@ class AdmissionMiddleware:
             refusal = self._unauthorized(scope)
         elif path in GUARDED_PATHS and scope.get("method") == "POST":
             refusal = self._refusal(scope)
+            if refusal is None and path == BATCH_PATH:
+                await self._hold_batch_places(scope, receive, send)
+                return
         if refusal is None:
             await self.app(scope, receive, send)
             return
+        await self._refuse(scope, receive, send, refusal)
+
+    async def _hold_batch_places(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A batch holds the most places it may need before its body is read (refused at once
+        when they are not free), and the route gives back the extra once the files are counted."""
+        service = self.service()
+        assert service is not None  # _refusal has checked
+        try:
+            places = service.hold_batch_places(self.max_batch_files)
+        except Overloaded as refusal:
+            await self._refuse(scope, receive, send, refusal)
+            return
+        scope.setdefault("state", {})["batch_places"] = places
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            places.release()
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, refusal: PosterGenresError
+    ) -> None:
         response = self.respond(scope, refusal)
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

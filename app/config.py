@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from app.body_budget import BODY_COPIES, MIB, default_budget_mb
 from poster_genres.preprocessing import DEFAULT_MAX_PIXELS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="body limit of /predict")
     max_batch_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="of /predict/batch")
+    max_inflight_body_mb: int | None = Field(
+        None,
+        ge=1,
+        description="MiB all request bodies in flight may hold, each charged twice its size "
+        "(parsing copies it); beyond: 503. Default: a quarter of the memory limit",
+    )
     max_batch_files: int = Field(32, ge=1, description="files per /predict/batch request")
     max_batch_share: float = Field(
         0.5, gt=0, le=1, description="share of the queue /predict/batch requests may hold together"
@@ -110,6 +117,13 @@ class Settings(BaseSettings):
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
         if self.metrics_port == self.port:
             raise ValueError(f"POSTER_METRICS_PORT must differ from POSTER_PORT ({self.port})")
+        largest = BODY_COPIES * max(self.max_upload_bytes, self.max_batch_upload_bytes)
+        if self.max_inflight_body_mb is not None and self.max_inflight_body_mb * MIB < largest:
+            # Otherwise the largest allowed upload could never be received, even on an idle server.
+            raise ValueError(
+                f"POSTER_MAX_INFLIGHT_BODY_MB ({self.max_inflight_body_mb}) must hold one "
+                f"largest upload charged twice: at least {-(-largest // MIB)}"
+            )
         batch_places = int(self.max_batch_share * self.max_queue)
         if self.max_batch_files > batch_places:
             # Otherwise a full-size batch could never be admitted, even on an idle server.
@@ -126,6 +140,12 @@ class Settings(BaseSettings):
                 f"(got {len(key.strip())}); leave it unset to run without a key"
             )
         return self
+
+    @property
+    def inflight_body_bytes(self) -> int:
+        """The body budget in bytes: the setting, or a quarter of the memory limit."""
+        largest = max(self.max_upload_bytes, self.max_batch_upload_bytes)
+        return (self.max_inflight_body_mb or default_budget_mb(largest)) * MIB
 
 
 def describe_settings_error(exc: ValidationError | SettingsError) -> str:

@@ -16,11 +16,14 @@ from app.errors import (
     InvalidParameter,
     MissingFile,
     NotSupported,
+    Overloaded,
+    PayloadTooLarge,
     ServiceUnavailable,
     TooManyFiles,
     Unauthorized,
     UnsupportedMediaType,
 )
+from app.middleware import BodyRefused
 from poster_genres.errors import (
     EmptyFile,
     ImageTooLarge,
@@ -38,6 +41,7 @@ STATUS_OF: dict[type[PosterGenresError], int] = {
     EmptyFile: 400,
     InvalidImage: 400,
     Unauthorized: 401,
+    PayloadTooLarge: 413,
     UnsupportedFormat: 415,
     UnsupportedMediaType: 415,
     ImageTooLarge: 422,
@@ -121,6 +125,16 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, OSError):
+        # FastAPI answers 400 to anything that fails while it reads a form, a full disk included:
+        # a fault of ours, not the client's.
+        logger.warning(
+            "request %s: reading the body failed: %s", request_id_of(request), exc.__cause__
+        )
+        return domain_error_response(
+            Overloaded("The server cannot hold this upload now; retry shortly."),
+            request_id_of(request),
+        )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers or {})
@@ -128,6 +142,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # The rest of an oversized body is not worth reading: close instead of draining it.
         headers["Connection"] = "close"
     return error_response(exc.status_code, code, message, request_id_of(request), headers or None)
+
+
+async def _body_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyRefused)
+    response = domain_error_response(exc.error, request_id_of(request))
+    response.headers["Connection"] = "close"  # the rest of the body is not worth reading
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -169,5 +190,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(PosterGenresError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(BodyRefused, _body_refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

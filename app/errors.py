@@ -16,6 +16,10 @@ class UnsupportedMediaType(PosterGenresError):
     code = "unsupported_media_type"
 
 
+class PayloadTooLarge(PosterGenresError):
+    code = "payload_too_large"
+
+
 class TooManyFiles(PosterGenresError):
     code = "too_many_files"
 

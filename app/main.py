@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.formparsers import MultiPartParser
 
 from app.admission import AdmissionMiddleware
+from app.body_budget import BodyBudget
 from app.config import Settings, get_settings
-from app.error_handlers import domain_error_response, error_response, install_error_handlers
+from app.error_handlers import domain_error_response, install_error_handlers
 from app.logs import configure_logging
 from app.metrics import ServiceMetrics
 from app.middleware import (
@@ -125,6 +127,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    body_budget = BodyBudget(settings.inflight_body_bytes)
+    # Multipart files stay in memory, charged to the budget, instead of spooling to /tmp past
+    # 1 MiB: in a container /tmp is memory too, uncounted, and a full one made uploads 400s.
+    MultiPartParser.spool_max_size = max(settings.max_upload_bytes, settings.max_batch_upload_bytes)
+    app.state.body_budget = body_budget
     app.state.started = time.monotonic()
     app.state.service = None
     app.state.classifier = classifier
@@ -143,14 +150,16 @@ def create_app(
         BodyLimitMiddleware,
         limits={"/predict/batch": settings.max_batch_upload_bytes},
         default=settings.max_upload_bytes,
-        respond=lambda scope, status, message: error_response(
-            status, "payload_too_large", message, scope.get("state", {}).get("request_id", "")
+        budget=body_budget,
+        respond=lambda scope, exc: domain_error_response(
+            exc, scope.get("state", {}).get("request_id", "")
         ),
     )
     app.add_middleware(
         AdmissionMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         service=lambda: app.state.service,
+        max_batch_files=settings.max_batch_files,
         respond=lambda scope, exc: domain_error_response(
             exc, scope.get("state", {}).get("request_id", "")
         ),

@@ -9,12 +9,16 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette._utils import get_route_path
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.body_budget import BodyBudget
+from app.errors import Overloaded, PayloadTooLarge
 from app.units import human_bytes
+from poster_genres.errors import PosterGenresError
 
 access_log = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -112,16 +116,26 @@ def body_limit_message(limit: int) -> str:
     return f"The request body is larger than the limit of {human_bytes(limit)}."
 
 
-class _BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, body_limit_message(limit))
+BUDGET_MESSAGE = "Too many uploads are in progress; retry shortly."
+
+
+class BodyRefused(HTTPException):
+    """Raised from inside `receive` when a streamed body passes its limit or the budget. An
+    HTTPException, because FastAPI turns any other exception raised while it parses a form into
+    400; the app's handler for this class answers with `error`."""
+
+    def __init__(self, error: PosterGenresError) -> None:
+        super().__init__(413 if isinstance(error, PayloadTooLarge) else 503, error.message)
+        self.error = error
 
 
 class BodyLimitMiddleware:
-    """Per-path request body limits, enforced while streaming, with or without Content-Length.
+    """Request bodies are bounded one by one (per path) and all together (`BodyBudget`), while
+    streaming, with or without Content-Length.
 
-    A declared Content-Length over the limit is answered before any of the body is read; otherwise
-    reading stops at the first chunk past the limit. Either way: 413 `payload_too_large`.
+    A declared Content-Length over the limit (413 `payload_too_large`) or beyond what the budget
+    has left (503 `overloaded`) is answered before any of the body is read, and the connection
+    closed; otherwise reading stops at the first chunk past either.
     """
 
     def __init__(
@@ -129,32 +143,47 @@ class BodyLimitMiddleware:
         app: ASGIApp,
         limits: dict[str, int],
         default: int,
-        respond: Callable[[Scope, int, str], Response],
+        budget: BodyBudget,
+        respond: Callable[[Scope, PosterGenresError], Response],
     ) -> None:
         self.app = app
         self.limits = limits
         self.default = default
+        self.budget = budget
         self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope.get("path", ""), self.default)
+        limit = self.limits.get(get_route_path(scope), self.default)
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await self._reject(scope, receive, send, limit)
-            return
+        charged = 0
+        if declared.isdigit():
+            if int(declared) > limit:
+                await self._reject(scope, receive, send, PayloadTooLarge(body_limit_message(limit)))
+                return
+            cost = self.budget.try_charge(int(declared))
+            if cost is None:
+                await self._reject(scope, receive, send, Overloaded(BUDGET_MESSAGE))
+                return
+            charged = cost
         received = 0
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, charged
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
                 if received > limit:
-                    raise _BodyTooLarge(limit)
+                    raise BodyRefused(PayloadTooLarge(body_limit_message(limit)))
+                if not declared.isdigit() and size:
+                    cost = self.budget.try_charge(size)
+                    if cost is None:
+                        raise BodyRefused(Overloaded(BUDGET_MESSAGE))
+                    charged += cost
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -164,14 +193,19 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyRefused as refused:
             if started:
                 raise
-            await self._reject(scope, receive, send, limit)
+            await self._reject(scope, receive, send, refused.error)
+        finally:
+            if charged:
+                self.budget.release(charged)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = self.respond(scope, 413, body_limit_message(limit))
-        response.headers["Connection"] = "close"
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, error: PosterGenresError
+    ) -> None:
+        response = self.respond(scope, error)
+        response.headers["Connection"] = "close"  # the rest of the body is not worth reading
         await response(scope, receive, send)
 
 

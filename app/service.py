@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -42,6 +41,24 @@ from poster_genres.maps import Explainer, GenreMap
 from poster_genres.preprocessing import DecodedPoster, decode_poster, to_model_pixels
 
 Status = Literal["loading", "ok", "draining", "failed"]
+
+
+class BatchPlaces:
+    """The queue places one batch request holds: as many as a batch may have files, from its
+    headers (before its body is read), then only as many as it has, once they are counted."""
+
+    def __init__(self, give_back: Callable[[int], None], held: int) -> None:
+        self._give_back = give_back
+        self.held = held
+
+    def keep(self, n: int) -> None:
+        """Give back the places beyond `n`."""
+        extra = max(self.held - n, 0)
+        self._give_back(extra)
+        self.held -= extra
+
+    def release(self) -> None:
+        self.keep(0)
 
 
 class PredictionService:
@@ -115,17 +132,16 @@ class PredictionService:
         """True when a new /explain would be refused: its own small share is taken."""
         return self._explaining >= self.settings.max_explanations
 
-    @contextlib.contextmanager
-    def batch_places(self, n: int) -> Iterator[None]:
+    def hold_batch_places(self, n: int) -> BatchPlaces:
         """Hold `n` of the queue places batch requests share, or refuse at once: batches together
         never take more than POSTER_MAX_BATCH_SHARE of the queue, so single posters still fit."""
         if self._batch_images + n > self._batch_places:
             raise Overloaded("Too many batch images are in progress; retry shortly.")
         self._batch_images += n
-        try:
-            yield
-        finally:
-            self._batch_images -= n
+        return BatchPlaces(self._give_back_batch_places, n)
+
+    def _give_back_batch_places(self, n: int) -> None:
+        self._batch_images -= n
 
     @property
     def uptime_s(self) -> float:

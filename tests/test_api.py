@@ -454,12 +454,16 @@ def test_batches_hold_at_most_their_share_of_the_queue(tiny_store: Path) -> None
     settings = make_settings(tiny_store, max_queue=8, max_batch_share=0.5, max_batch_files=4)
     with TestClient(create_app(settings)) as shared:
         service = shared.app.state.service  # type: ignore[attr-defined]  # a FastAPI app
-        with service.batch_places(3):
-            files = [("files", (f"p{i}.jpg", POSTER)) for i in range(2)]
-            assert_error(shared.post("/predict/batch", files=files), 503, "overloaded")
-            assert predict(shared).status_code == 200  # single posters keep their places
-            with service.batch_places(1):
-                pass
+        held = service.hold_batch_places(1)
+        files = [("files", (f"p{i}.jpg", POSTER)) for i in range(2)]
+        # A batch holds POSTER_MAX_BATCH_FILES places from its headers: 1 + 4 > 4.
+        assert_error(shared.post("/predict/batch", files=files), 503, "overloaded")
+        assert predict(shared).status_code == 200  # single posters keep their places
+        held.release()
+        counted = service.hold_batch_places(4)
+        counted.keep(1)  # its files are counted: one
+        service.hold_batch_places(3).release()  # the other three are free again
+        counted.release()
         files = [("files", (f"p{i}.jpg", POSTER)) for i in range(4)]
         assert shared.post("/predict/batch", files=files).status_code == 200  # released
 

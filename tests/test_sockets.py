@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from tests.conftest import poster_bytes
 from tests.service_process import running_service
 
 pytestmark = pytest.mark.slow
@@ -93,10 +94,6 @@ def test_an_anonymous_upload_is_refused_before_its_body_is_read(
 
 
 def test_the_right_key_is_admitted(keyed_service: tuple[str, int]) -> None:
-    import httpx
-
-    from tests.conftest import poster_bytes
-
     host, port = keyed_service
     answer = httpx.post(
         f"http://{host}:{port}/predict",
@@ -219,8 +216,6 @@ def test_a_slowloris_of_300_connections_leaves_health_and_predict_serving(
     bounded_service: tuple[str, int],
 ) -> None:
     import httpx
-
-    from tests.conftest import poster_bytes
 
     host, port = bounded_service
     attackers = []
@@ -413,7 +408,6 @@ def test_a_body_nobody_reads_is_not_read_after_the_answer(
 def test_a_chunked_upload_in_real_sized_chunks_is_served(
     small_limit_service: tuple[str, int],
 ) -> None:
-    from tests.conftest import poster_bytes
 
     poster = poster_bytes()
     chunks = b"".join(
@@ -451,3 +445,109 @@ def test_metrics_move_to_their_own_port_without_the_key(tiny_store: Path) -> Non
         assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
         assert httpx.post(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 405
         assert "/metrics" not in httpx.get(f"{service.url}/openapi.json").json()["paths"]
+
+
+@pytest.fixture(scope="module")
+def budgeted_service(tiny_store: Path) -> Iterator[tuple[str, int]]:
+    """Bodies of up to 1 MiB, 4 MiB in flight together: two stalled full uploads fill it."""
+    env = {
+        "POSTER_MAX_UPLOAD_BYTES": str(1 << 20),
+        "POSTER_MAX_BATCH_UPLOAD_BYTES": str(1 << 20),
+        "POSTER_MAX_INFLIGHT_BODY_MB": "4",
+        "POSTER_MAX_QUEUE": "8",
+        "POSTER_MAX_BATCH_FILES": "4",
+        "POSTER_BODY_IDLE_TIMEOUT_S": "20",
+    }
+    with serving(tiny_store, env) as address:
+        yield address
+
+
+def stalled_upload(
+    address: tuple[str, int], path: str = "/predict", size: int = 1 << 20
+) -> socket.socket:
+    """A connection that declared a `size`-byte multipart body, sent its first part's head and
+    1 KiB of the file, and stalls."""
+    field = "files" if path.endswith("batch") else "file"
+    part = f'--b\r\nContent-Disposition: form-data; name="{field}"; filename="p.jpg"\r\n\r\n'
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n\r\n".encode()
+        + part.encode()
+        + b"x" * 1024
+    )
+    return sock
+
+
+def test_bodies_in_flight_share_one_budget_decided_from_content_length(
+    budgeted_service: tuple[str, int],
+) -> None:
+    """Memory for bodies was bounded only by connections x upload size: stalled uploads
+    OOM-killed the container. Past the budget, 503 before a byte of the body is read."""
+    host, port = budgeted_service
+    stalled = [stalled_upload(budgeted_service) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with stalled_upload(budgeted_service) as third:
+            head, body = answer_of(read_until_closed(third))
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert b"retry-after: 1" in head.lower() and b"connection: close" in head.lower()
+        assert b'"code":"overloaded"' in body and b"Too many uploads" in body
+        small = httpx.post(  # 2 x 2 MiB charged is the whole budget: no room for any body
+            f"http://{host}:{port}/predict", files={"file": ("p.jpg", poster_bytes())}
+        )
+        assert small.status_code == 503
+    finally:
+        for sock in stalled:
+            sock.close()
+    time.sleep(0.5)
+    served = httpx.post(f"http://{host}:{port}/predict", files={"file": ("p.jpg", poster_bytes())})
+    assert served.status_code == 200  # what the stalled uploads held is free again
+
+
+def test_a_chunked_body_is_charged_as_its_bytes_arrive(budgeted_service: tuple[str, int]) -> None:
+    stalled = [stalled_upload(budgeted_service) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(budgeted_service, timeout=10) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            )
+            chunk = b"x" * 4096
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(64):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            head, body = answer_of(read_until_closed(sock))
+        assert head.startswith(b"HTTP/1.1 503 ") and b'"code":"overloaded"' in body
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_batch_is_refused_from_its_headers_when_its_places_are_taken(
+    budgeted_service: tuple[str, int],
+) -> None:
+    """A batch holds POSTER_MAX_BATCH_FILES queue places from its headers: a second one is
+    refused before its body is read, not after uploading all of it."""
+    with stalled_upload(budgeted_service, "/predict/batch", size=5000):
+        time.sleep(0.3)
+        with socket.create_connection(budgeted_service, timeout=10) as sock:
+            sock.sendall(
+                b"POST /predict/batch HTTP/1.1\r\nHost: t\r\nContent-Length: 500000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            )
+            started = time.monotonic()
+            head, body = answer_of(read_until_closed(sock))
+            assert time.monotonic() - started < 2
+        assert head.startswith(b"HTTP/1.1 503 ") and b"batch images" in body
+
+
+def test_large_multipart_files_are_never_spooled_to_disk(tiny_store: Path) -> None:
+    """A full /tmp turned multipart uploads over 1 MiB into 400s: the server's fault blamed on
+    the client. Files now stay in memory, charged to the body budget."""
+    big = poster_bytes(size=(1600, 2400), quality=100)
+    assert len(big) > 1 << 20
+    with running_service(tiny_store, {"TMPDIR": "/nonexistent/tmp"}) as service:
+        answer = httpx.post(f"{service.url}/predict", files={"file": ("p.jpg", big)}, timeout=30)
+        assert answer.status_code == 200, answer.text

@@ -48,6 +48,13 @@ def assert_plain(result: subprocess.CompletedProcess[str], code: int, *phrases: 
         ({"POSTER_API_KEY": "   "}, ["POSTER_API_KEY must be at least 16 characters (got 0)"]),
         ({"POSTER_API_KEY": "short-key"}, ["at least 16 characters (got 9)"]),
         (
+            {"POSTER_MAX_INFLIGHT_BODY_MB": "100"},
+            [
+                "POSTER_MAX_INFLIGHT_BODY_MB (100) must hold one largest upload charged twice: "
+                "at least 128"
+            ],
+        ),
+        (
             {"POSTER_PORT": "8000", "POSTER_METRICS_PORT": "8000"},
             ["POSTER_METRICS_PORT must differ from POSTER_PORT (8000)"],
         ),

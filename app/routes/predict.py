@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from app.deps import ServiceDep, SettingsDep
 from app.errors import ClientDisconnected, MissingFile, TooManyFiles, UnsupportedMediaType
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, ErrorResponse, Prediction
+from app.service import BatchPlaces
 from poster_genres.errors import PosterGenresError
 
 T = TypeVar("T")
@@ -137,6 +138,7 @@ async def predict_batch(
             return BatchItem(filename=upload.filename, error=error)
         return BatchItem(filename=upload.filename, result=result)
 
-    with service.batch_places(len(files)):
-        results = await unless_client_leaves(request, asyncio.gather(*(one(f) for f in files)))
+    places: BatchPlaces = request.state.batch_places  # held by admission, from the headers
+    places.keep(len(files))
+    results = await unless_client_leaves(request, asyncio.gather(*(one(f) for f in files)))
     return BatchPrediction(results=list(results))
