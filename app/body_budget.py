@@ -28,16 +28,40 @@ _MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, held fixed
 _TRIM_AFTER_S = 0.5
 
 
+def _limit_files(cgroup_lines: list[str]) -> list[Path]:
+    """Where this process's memory limit may be written: its own cgroup (v2, or v1's memory
+    controller), and the root of the mount, which is the container's own under a cgroup
+    namespace or Docker's v1 mounts."""
+    files = []
+    for line in cgroup_lines:
+        _, controllers, path = line.strip().split(":", 2)
+        if controllers == "":
+            files += [Path(f"/sys/fs/cgroup{path}/memory.max"), Path("/sys/fs/cgroup/memory.max")]
+        elif "memory" in controllers.split(","):
+            v1 = "/sys/fs/cgroup/memory"
+            files += [
+                Path(f"{v1}{path}/memory.limit_in_bytes"),
+                Path(f"{v1}/memory.limit_in_bytes"),
+            ]
+    return files
+
+
 def container_memory_limit() -> int:
-    """The memory this process may use: its cgroup's limit (v2, then v1), else the machine's."""
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    """The memory this process may use: the smallest cgroup limit that applies, else the
+    machine's."""
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for limit_file in _limit_files([line for line in lines if line.count(":") >= 2]):
         try:
-            text = Path(limit_file).read_text().strip()
+            text = limit_file.read_text().strip()
         except OSError:
             continue
-        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
-            return int(text)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if text.isdigit():  # v2 says "max" when there is none, v1 a huge number
+            limits.append(int(text))
+    return min(limits)
 
 
 def default_budget_mb(largest_body: int) -> int:
