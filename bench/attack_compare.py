@@ -1,0 +1,467 @@
+"""The second attack set (chunked CPU burn, JPEG scan bombs, stalled uploads, batch spooling,
+/explain beside /predict, keep-alive at shutdown), full size, against an earlier commit and this
+checkout in one run:
+
+    .venv/bin/python -m bench.attack_compare --before REV   # writes its section of SURVIVAL.md
+
+Each service runs as `python -m app` with the shipped model and an API key, in a memory cgroup
+limited to 3 GiB as the Kubernetes manifest's container is (cgroup v1 or v2; the run needs root).
+Run it while nothing else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from bench.attack import KEY, percentiles
+from bench.run import (
+    ROOT,
+    RssSampler,
+    checkout_of,
+    free_port,
+    health_poller,
+    load_posters,
+    machine,
+    rss_mb,
+    stat_cpu_s,
+)
+
+SECTION = "## The second attack set, before and after"
+MEMORY_LIMIT = 3 * 2**30
+AUTH = {"X-API-Key": KEY}
+
+
+@contextmanager
+def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
+    """A fresh memory cgroup limited to `limit_bytes`: the file to write a pid into."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    base = v1 if v1.is_dir() else Path("/sys/fs/cgroup")
+    group = base / f"poster-attack-{os.getpid()}"
+    group.mkdir()
+    limit_file = "memory.limit_in_bytes" if base == v1 else "memory.max"
+    (group / limit_file).write_text(str(limit_bytes))
+    try:
+        yield group / "cgroup.procs"
+    finally:
+        for _ in range(50):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+                break
+            time.sleep(0.2)
+
+
+@contextmanager
+def service(
+    root: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m app` from `root` in a 3 GiB memory cgroup, ready."""
+    port = free_port()
+    full_env = {**os.environ, "POSTER_HOST": "127.0.0.1", "POSTER_PORT": str(port)}
+    full_env.update(POSTER_API_KEY=KEY, POSTER_LOG_LEVEL="WARNING", POSTER_DRAIN_DELAY_S="0")
+    full_env.update(env or {})
+    with memory_cgroup(MEMORY_LIMIT) as procs:
+        # The cgroup is joined before exec, so the limit applies from the first allocation and
+        # the service reads it as its own.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=root,
+            env=full_env,
+            preexec_fn=lambda: procs.write_text(str(os.getpid())),
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(360):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.5)
+            yield url, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
+
+
+def closed_loop(
+    url: str, make: Callable[[httpx.Client], httpx.Response], clients: int, seconds: float
+) -> Counter[int]:
+    """`clients` threads each sending requests back to back for `seconds`, honouring
+    Retry-After; the statuses (0 for a transport error)."""
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + seconds
+
+    def run() -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while time.monotonic() < deadline:
+                try:
+                    answer = make(client)
+                except httpx.HTTPError:
+                    statuses[0] += 1
+                    continue
+                statuses[answer.status_code] += 1
+                if answer.status_code == 503:
+                    time.sleep(float(answer.headers.get("retry-after", "1")))
+
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(run) for _ in range(clients)]:
+            future.result()
+    return statuses
+
+
+def post_poster(poster: bytes) -> Callable[[httpx.Client], httpx.Response]:
+    return lambda client: client.post("/predict", files={"file": ("p.jpg", poster)}, headers=AUTH)
+
+
+def chunked_burn(url: str, port: int, pid: int, poster: bytes) -> dict[str, Any]:
+    """20 anonymous connections sending /health/live 1-byte chunks as fast as loopback allows,
+    reconnecting when closed, for 20 s; /health measured idle first, in the same run."""
+    with health_poller(url) as idle:
+        time.sleep(8)
+    head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"1\r\nA\r\n" * 20000
+    stop = threading.Event()
+    connections = [0]
+
+    def attacker() -> None:
+        while not stop.is_set():
+            connections[0] += 1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+            ):
+                sock.sendall(head)
+                while not stop.is_set():
+                    sock.sendall(chunks)
+
+    cpu = stat_cpu_s(Path(f"/proc/{pid}/stat"))
+    threads = [threading.Thread(target=attacker, daemon=True) for _ in range(20)]
+    with health_poller(url, timeout_s=3) as busy:
+        for thread in threads:
+            thread.start()
+        predicted = closed_loop(url, post_poster(poster), 1, 20)
+        stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    return {
+        "idle": percentiles(idle),
+        "busy": percentiles(busy),
+        "p99_ratio": _p99(busy) / _p99(idle),
+        "predict": predicted,
+        "connections": connections[0],
+        "server_cpu_s": stat_cpu_s(Path(f"/proc/{pid}/stat")) - cpu,
+    }
+
+
+def _p99(latencies: list[float]) -> float:
+    if any(x == float("inf") for x in latencies) or not latencies:
+        return float("inf")
+    return float(np.percentile(latencies, 99))
+
+
+def scan_bomb(scans: int = 20_000) -> bytes:
+    """A 4000x4000 greyscale progressive JPEG whose last scan is repeated: each repeat decodes
+    as one more pass over the whole image."""
+    buffer = io.BytesIO()
+    Image.new("L", (4000, 4000), 128).save(buffer, "JPEG", progressive=True, quality=50)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * scans + data[end:]
+
+
+def scan_bombs(url: str, poster: bytes) -> dict[str, Any]:
+    """Real predictions (4 closed-loop clients, 20 s) alone, then beside 4 bomb uploaders."""
+    alone = closed_loop(url, post_poster(poster), 4, 20)
+    bomb = scan_bomb()
+    stop = threading.Event()
+    bombs: Counter[int] = Counter()
+
+    def bomber() -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while not stop.is_set():
+                try:
+                    answer = client.post("/predict", files={"file": ("b.jpg", bomb)}, headers=AUTH)
+                    bombs[answer.status_code] += 1
+                except httpx.HTTPError:
+                    bombs[0] += 1
+
+    threads = [threading.Thread(target=bomber, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    beside = closed_loop(url, post_poster(poster), 4, 20)
+    stop.set()
+    return {
+        "bomb_kib": len(bomb) / 1024,
+        "alone": alone,
+        "beside": beside,
+        "bombs": bombs,
+        "kept": beside[200] / max(alone[200], 1),
+    }
+
+
+def stalled_uploads(
+    url: str, port: int, process: subprocess.Popen[bytes], poster: bytes
+) -> dict[str, Any]:
+    """300 clients (with the key) each declare a 10 MiB raw body, send all but its last byte,
+    and stall for 20 s, while real predictions go on; then they leave, and RSS is read 60 s
+    later."""
+    time.sleep(2)
+    idle = rss_mb(process.pid)
+    size = 10 * 2**20
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/jpeg\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    body = b"\xff" * (size - 1)
+    sockets: list[socket.socket] = []
+    refused = [0]
+    lock = threading.Lock()
+
+    def stall() -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(head + body)
+        except OSError:
+            with lock:
+                refused[0] += 1
+            return
+        with lock:
+            sockets.append(sock)
+
+    with RssSampler(process.pid) as sampler:
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda _: stall(), range(300)))
+        predicted = closed_loop(url, post_poster(poster), 2, 20)
+        answered = Counter(_answer_of(sock) for sock in sockets)
+        for sock in sockets:
+            sock.close()
+    alive = process.poll() is None
+    time.sleep(60)
+    return {
+        "idle_mb": idle,
+        "peak_mb": sampler.peak,
+        "alive": alive,
+        "exit": process.poll(),
+        "predict": predicted,
+        "stalled": answered,
+        "send_failed": refused[0],
+        "after_60s_mb": rss_mb(process.pid) if alive else 0.0,
+    }
+
+
+def _answer_of(sock: socket.socket) -> str:
+    sock.settimeout(0.2)
+    try:
+        data = sock.recv(64)
+    except TimeoutError:
+        return "still waiting"
+    except OSError:
+        return "reset"
+    return data[9:12].decode(errors="replace") if data else "closed"
+
+
+def batch_spool(url: str, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """8 concurrent 64 MiB batches (with the key): when each got its answer, and what it was."""
+    part = np.random.default_rng(0).integers(0, 255, 2 * 2**20 - 4096, dtype=np.uint8).tobytes()
+    files = [("files", (f"f{i}.jpg", part)) for i in range(31)]
+    outcomes: list[tuple[int, float]] = []
+    before = rss_mb(process.pid)
+
+    def send() -> None:
+        started = time.monotonic()
+        try:
+            status = httpx.post(
+                f"{url}/predict/batch", files=files, headers=AUTH, timeout=120
+            ).status_code
+        except httpx.HTTPError:
+            status = 0
+        outcomes.append((status, time.monotonic() - started))
+
+    with RssSampler(process.pid) as sampler, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: send(), range(8)))
+    return {
+        "statuses": Counter(s for s, _ in outcomes),
+        "refusal_s": sorted(round(t, 2) for s, t in outcomes if s == 503),
+        "rss_growth_mb": sampler.peak - before,
+    }
+
+
+def explain_beside_predict(url: str, poster: bytes) -> dict[str, Any]:
+    """8 closed-loop /predict clients for 20 s alone, then beside 8 closed-loop /explain clients
+    that honour Retry-After."""
+    alone = closed_loop(url, post_poster(poster), 8, 20)
+    explained: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def explainer() -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    answer = client.post(
+                        "/explain", files={"file": ("p.jpg", poster)}, headers=AUTH
+                    )
+                except httpx.HTTPError:
+                    explained[0] += 1
+                    continue
+                explained[answer.status_code] += 1
+                if answer.status_code == 503:
+                    time.sleep(float(answer.headers.get("retry-after", "1")))
+
+    threads = [threading.Thread(target=explainer, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    beside = closed_loop(url, post_poster(poster), 8, 20)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    return {
+        "alone": alone,
+        "beside": beside,
+        "explained": explained,
+        "kept": beside[200] / max(alone[200], 1),
+    }
+
+
+def shutdown_race(root: Path) -> dict[str, Any]:
+    """16 kept-alive clients calling /health/live back to back; SIGTERM (drain 2 s); what the
+    requests sent after the signal got."""
+    outcomes: Counter[str] = Counter()
+    with service(root, {"POSTER_DRAIN_DELAY_S": "2"}) as (url, process):
+        signalled = threading.Event()
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=5) as http:
+                while not stop.is_set():
+                    after = signalled.is_set()
+                    try:
+                        status = http.get("/health/live").status_code
+                        kind = str(status)
+                    except httpx.ConnectError:
+                        kind = "refused (listener closed)"
+                    except httpx.HTTPError as exc:
+                        kind = f"broken ({type(exc).__name__})"
+                    if after:
+                        outcomes[kind] += 1
+                    time.sleep(0.01)
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        signalled.set()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    return {"after_sigterm": outcomes}
+
+
+def run_all(root: Path) -> dict[str, Any]:
+    posters, _ = load_posters(limit=5)
+    poster = posters[0]
+    result: dict[str, Any] = {}
+    with service(root) as (url, process):
+        port = int(url.rsplit(":", 1)[1])
+        result["chunked"] = chunked_burn(url, port, process.pid, poster)
+        print("chunked", result["chunked"], flush=True)
+        result["bombs"] = scan_bombs(url, poster)
+        print("bombs", result["bombs"], flush=True)
+        result["spool"] = batch_spool(url, process)
+        print("spool", result["spool"], flush=True)
+        result["explain"] = explain_beside_predict(url, poster)
+        print("explain", result["explain"], flush=True)
+    with service(root) as (url, process):
+        port = int(url.rsplit(":", 1)[1])
+        result["stalled"] = stalled_uploads(url, port, process, poster)
+        print("stalled", result["stalled"], flush=True)
+    result["shutdown"] = shutdown_race(root)
+    print("shutdown", result["shutdown"], flush=True)
+    return result
+
+
+def describe(name: str, r: dict[str, Any]) -> list[str]:
+    c, b, s, e, m, d = (
+        r[k] for k in ("chunked", "bombs", "spool", "explain", "stalled", "shutdown")
+    )
+    return [
+        f"- **{name}**",
+        f"  - Chunked burn, 20 anonymous connections of 1-byte chunks for 20 s: `/health` idle "
+        f"{c['idle']}; under attack {c['busy']} (p99 {c['p99_ratio']:.1f}x idle); real "
+        f"`/predict` {dict(c['predict'])}; server CPU {c['server_cpu_s']:.1f} s.",
+        f"  - Scan bombs ({b['bomb_kib']:.0f} KiB, 20,000 scans), 4 uploaders: real predictions "
+        f"(4 clients, 20 s) {b['alone'][200]} alone, {b['beside'][200]} beside them "
+        f"({b['kept']:.0%} kept); the bombs got {dict(b['bombs'])}.",
+        f"  - Eight 62 MiB batches at once: {dict(s['statuses'])}; the refusals came after "
+        f"{s['refusal_s']} s; RSS +{s['rss_growth_mb']:.0f} MB.",
+        f"  - `/explain` beside `/predict`, 8 closed-loop clients each, honouring Retry-After: "
+        f"{e['alone'][200]} predictions alone, {e['beside'][200]} beside ({e['kept']:.0%} kept); "
+        f"`/explain` got {dict(e['explained'])}.",
+        f"  - 300 stalled 10 MiB uploads in a 3 GiB cgroup: idle RSS {m['idle_mb']:.0f} MB, peak "
+        f"{m['peak_mb']:.0f} MB, alive {m['alive']} (exit {m['exit']}); the stalled clients got "
+        f"{dict(m['stalled'])}; real `/predict` {dict(m['predict'])}; 60 s after they left: "
+        f"{m['after_60s_mb']:.0f} MB.",
+        f"  - Shutdown, 16 kept-alive clients, requests after SIGTERM (drain 2 s): "
+        f"{dict(d['after_sigterm'])}.",
+    ]
+
+
+def replace_section(document: str, section: str) -> str:
+    """`document` with its SECTION (up to the next "## " heading) replaced by `section`, or
+    `section` appended when it has none."""
+    if SECTION not in document:
+        return document.rstrip() + "\n\n" + section
+    before, rest = document.split(SECTION, 1)
+    after = rest[rest.index("\n## ") + 1 :] if "\n## " in rest else ""
+    return before + section + ("\n" + after if after else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.attack_compare", description=__doc__)
+    parser.add_argument("--before", required=True, metavar="REV", help="the commit to compare with")
+    args = parser.parse_args(argv)
+    with checkout_of(args.before) as checkout:
+        before = run_all(checkout)
+    after = run_all(ROOT)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        SECTION,
+        "",
+        f"Generated by `python -m bench.attack_compare --before {args.before}` on {machine()}, "
+        "nothing else running; the shipped model, an API key, default limits, each service in a "
+        "3 GiB memory cgroup.",
+        "",
+        *describe(f"Before (`{args.before}`)", before),
+        *describe(f"After (`{head}`)", after),
+    ]
+    text = "\n".join(lines) + "\n"
+    path = ROOT / "bench" / "SURVIVAL.md"
+    path.write_text(replace_section(path.read_text(), text))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
