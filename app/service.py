@@ -81,6 +81,9 @@ class PredictionService:
         self._decoder = ThreadPoolExecutor(
             settings.decode_workers, thread_name_prefix="decode", initializer=name_os_thread
         )
+        self._renderer = ThreadPoolExecutor(
+            1, thread_name_prefix="render", initializer=name_os_thread
+        )
         self._admitted = 0
         self._explaining = 0
         self._batch_images = 0
@@ -113,6 +116,7 @@ class PredictionService:
         self.status = "draining"
         await self.batcher.stop()
         self._decoder.shutdown(wait=True)
+        self._renderer.shutdown(wait=True)
 
     @property
     def health(self) -> Status:
@@ -252,10 +256,10 @@ class PredictionService:
                 lambda: explainer.explain(pixels, index), self._remaining_s(started)
             )
             drawn = time.perf_counter()
-            async with self._decode_slots:
-                png, size = await asyncio.get_running_loop().run_in_executor(
-                    self._decoder, self._render, decoded, genre_map
-                )
+            # Its own thread, not a decode slot: drawing never holds up predictions' decoding.
+            png, size = await asyncio.get_running_loop().run_in_executor(
+                self._renderer, self._render, decoded, genre_map
+            )
             render_s = time.perf_counter() - drawn
         finally:
             self._explaining -= 1

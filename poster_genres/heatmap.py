@@ -27,6 +27,13 @@ def _colour(heat: np.ndarray) -> np.ndarray:
     return colours
 
 
+# Per heat level (0..255): the ramp's colour and the blend's opacity, so the overlay is drawn by
+# Pillow's C loops (a float32 pass over every pixel cost ~35 ms of CPU per explanation).
+_LEVELS = np.arange(256, dtype=np.float32) / 255.0
+_RAMP = np.clip(_colour(_LEVELS) + 0.5, 0, 255).astype(np.uint8)
+_OPACITY = [round(255 * (0.25 + 0.6 * level)) for level in _LEVELS.tolist()]
+
+
 def overlay(poster: Image.Image, grid: np.ndarray, max_side: int = MAX_OVERLAY_SIDE) -> Image.Image:
     """The poster (longest side at most `max_side`) with `grid` (values in [0, 1]) blended over it:
     where there is no evidence the poster shows through, dimmed; where it is strongest, the colour."""
@@ -34,14 +41,14 @@ def overlay(poster: Image.Image, grid: np.ndarray, max_side: int = MAX_OVERLAY_S
     base.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     heat_image = Image.fromarray(np.asarray(grid, dtype=np.float32), mode="F")
     heat = np.asarray(heat_image.resize(base.size, Image.Resampling.BILINEAR), dtype=np.float32)
-    heat = np.clip(heat, 0.0, 1.0)
-    alpha = (0.25 + 0.6 * heat)[..., None]
-    blended = np.asarray(base, dtype=np.float32) * (1 - alpha) + _colour(heat) * alpha
-    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
+    levels = Image.fromarray((np.clip(heat, 0.0, 1.0) * 255 + 0.5).astype(np.uint8), mode="L")
+    colour = Image.fromarray(_RAMP[np.asarray(levels)], mode="RGB")
+    return Image.composite(colour, base, levels.point(_OPACITY))
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    """PNG-encode with a fast setting: the overlay is made per request."""
+    """PNG-encode with zlib's fastest setting: the overlay is made per request (level 3 cost 40%
+    more CPU for files 3% smaller)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=3)
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
