@@ -160,6 +160,7 @@ def serve(settings: Settings) -> int:
             body_timeout_s=settings.body_timeout_s,
             max_connections=settings.max_connections,
             max_header_bytes=settings.max_header_bytes,
+            on_refusal=app.state.metrics.observe_connection_refusal,
         ),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         backlog=settings.max_connections,

@@ -242,6 +242,10 @@ class GuardedH11Protocol(H11Protocol):
     # hold file descriptors outside the cap.
     lingering_refusals: ClassVar[int] = 0
 
+    @staticmethod
+    def on_refusal(code: str) -> None:
+        """Told the error code of every refusal made here, before any route (for the metrics)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
@@ -259,6 +263,7 @@ class GuardedH11Protocol(H11Protocol):
         self._socket = transport
         if len(self.connections) >= self.max_connections:
             self._refused = True
+            self.on_refusal("overloaded")
             transport.write(
                 raw_error(503, "overloaded", "Too many open connections; retry shortly.")
             )
@@ -406,6 +411,7 @@ class GuardedH11Protocol(H11Protocol):
         self._refuse(400, "bad_request", "The request is not valid HTTP/1.1.")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
+        self.on_refusal(code)
         self.transport.write(raw_error(status, code, message))
         self.transport.close()
 
@@ -425,6 +431,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no answer begun yet
+            self.on_refusal("request_timeout")
             self.transport.write(raw_error(408, "request_timeout", message))
         self.transport.close()
 
@@ -436,9 +443,11 @@ def guarded_protocol(
     body_timeout_s: float,
     max_connections: int,
     max_header_bytes: int,
+    on_refusal: Callable[[str], None],
 ) -> type[GuardedH11Protocol]:
     """The protocol class uvicorn should use, with these bounds (pass `max_header_bytes` to
-    uvicorn's `h11_max_incomplete_event_size` too: h11 enforces it)."""
+    uvicorn's `h11_max_incomplete_event_size` too: h11 enforces it), telling `on_refusal` the
+    code of each refusal it makes."""
     return type(
         "ConfiguredGuardedH11Protocol",
         (GuardedH11Protocol,),
@@ -448,5 +457,6 @@ def guarded_protocol(
             "body_timeout_s": body_timeout_s,
             "max_connections": max_connections,
             "max_header_bytes": max_header_bytes,
+            "on_refusal": staticmethod(on_refusal),
         },
     )

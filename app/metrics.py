@@ -23,6 +23,7 @@ REFUSED_UPLOAD_CODES = (
     "missing_file",
     "too_many_files",
 )
+CONNECTION_REFUSAL_CODES = ("request_timeout", "headers_too_large", "bad_request", "overloaded")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -70,6 +71,15 @@ class ServiceMetrics:
             ["route", "code"],
             registry=self.registry,
         )
+        self.connection_refusals = Counter(
+            "poster_connection_refusals",
+            "Requests refused by the connection layer before any route, by error code "
+            "(request_timeout, headers_too_large, bad_request, overloaded)",
+            ["code"],
+            registry=self.registry,
+        )
+        for code in CONNECTION_REFUSAL_CODES:
+            self.connection_refusals.labels(code=code)
         self.ready = Gauge(
             "poster_ready", "1 while the service accepts predictions", registry=self.registry
         )
@@ -128,6 +138,10 @@ class ServiceMetrics:
         self.request_latency.labels(route=route).observe(seconds)
         if code is not None:
             self.errors.labels(route=route, code=code).inc()
+
+    def observe_connection_refusal(self, code: str) -> None:
+        """A refusal `app/connections.py` wrote to the socket itself (no route saw it)."""
+        self.connection_refusals.labels(code=code).inc()
 
     def observe_item_error(self, route: str, code: str) -> None:
         """An error answered inside a 200 (one file of a batch): counted as its own request's

@@ -551,3 +551,23 @@ def test_large_multipart_files_are_never_spooled_to_disk(tiny_store: Path) -> No
     with running_service(tiny_store, {"TMPDIR": "/nonexistent/tmp"}) as service:
         answer = httpx.post(f"{service.url}/predict", files={"file": ("p.jpg", big)}, timeout=30)
         assert answer.status_code == 200, answer.text
+
+
+def test_refusals_the_connection_layer_makes_are_counted_by_code(tiny_store: Path) -> None:
+    """They never reach a route, so the request metrics did not see them."""
+    env = {"POSTER_MAX_HEADER_BYTES": "2048"}
+    with running_service(tiny_store, env) as service:
+        address = ("127.0.0.1", service.port)
+        smuggling = (
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        huge = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4096 + b"\r\n\r\n"
+        for request, status in ((smuggling, b"400"), (smuggling, b"400"), (huge, b"431")):
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(request)
+                assert read_until_closed(sock).startswith(b"HTTP/1.1 " + status)
+        metrics = httpx.get(f"{service.url}/metrics").text
+    assert 'poster_connection_refusals_total{code="bad_request"} 2.0' in metrics
+    assert 'poster_connection_refusals_total{code="headers_too_large"} 1.0' in metrics
+    assert 'poster_connection_refusals_total{code="request_timeout"} 0.0' in metrics
