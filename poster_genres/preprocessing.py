@@ -162,6 +162,21 @@ def _jpeg_data_ends_early(data: bytes) -> bool:
     return False
 
 
+def decode_work(data: bytes) -> int:
+    """What decoding `data` will cost, from its header alone: the declared pixels times the
+    passes over them (a progressive JPEG's scans). 0 for a header that cannot be read:
+    `decode_poster` refuses those at once."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                width, height = image.size
+                jpeg = image.format in ("JPEG", "MPO")
+    except Exception:
+        return 0
+    return width * height * (max(data.count(b"\xff\xda"), 1) if jpeg else 1)
+
+
 def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPoster:
     """Decode uploaded bytes into an RGB image, or raise one of `poster_genres.errors.DECODE_ERRORS`."""
     if not data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -244,3 +245,43 @@ def test_a_jpeg_claiming_more_pixels_than_it_carries_is_400_from_a_real_server(
         assert "data ends before the image does" in short.json()["error"]["message"]
         whole = client.post("/predict", files={"file": ("p.jpg", jpeg_claiming((400, 600)))})
         assert whole.status_code == 200
+
+
+def _threads(pid: int) -> dict[str, int]:
+    """The process's threads: OS name -> nice value."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            threads[(task / "comm").read_text().strip()] = int(
+                stat[stat.rindex(")") + 2 :].split()[16]
+            )
+    return threads
+
+
+def test_uploads_declaring_heavy_decoding_decode_alone_at_the_lowest_priority(
+    tiny_store: Path,
+) -> None:
+    """A 62 KiB progressive JPEG under the scan cap cost 2 s of CPU: such uploads may not take
+    the decode slots or the cores from real posters."""
+    big = poster_bytes(size=(3000, 3000), quality=60)  # 9 MP: more than any poster needs
+    with running_service(tiny_store) as service, httpx.Client(base_url=service.url) as client:
+        pid = service.process.pid
+        assert client.post("/predict", files={"file": ("p.jpg", POSTER)}).status_code == 200
+        assert "decode-heavy_0" not in _threads(pid)  # posters never touch the heavy lane
+        answer = client.post("/predict", files={"file": ("big.jpg", big)}, timeout=30)
+        assert answer.status_code == 200
+        threads = _threads(pid)
+        assert threads["decode-heavy_0"] == 19
+        assert threads["decode_0"] == 0
+
+
+def test_decode_work_is_pixels_times_passes_from_the_header() -> None:
+    from poster_genres.preprocessing import decode_work
+    from tests.test_imaging import progressive_jpeg
+
+    assert decode_work(poster_bytes(size=(300, 444))) == 300 * 444
+    assert decode_work(progressive_jpeg()) == 400 * 600 * 10
+    assert decode_work(progressive_jpeg(extra_scans=40)) == 400 * 600 * 50
+    assert decode_work(poster_bytes(size=(40, 30), fmt="PNG")) == 1200
+    assert decode_work(b"not an image") == 0
