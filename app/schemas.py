@@ -104,15 +104,27 @@ class BatchPrediction(BaseModel):
 class GenreInfo(BaseModel):
     index: int
     genre: str
-    threshold: float
+    threshold: float | None = Field(
+        description="the probability this genre needs to be predicted: its own under the "
+        "`thresholds` rule, the one all genres share under `global_threshold`; null under "
+        "`expected_f1`, which uses none"
+    )
     predictable: bool = Field(
         description="false for N/A and for genres with too few validation posters to tune a "
         "threshold: such a genre is never in `predicted`"
     )
 
 
+class DecisionRuleInfo(BaseModel):
+    kind: Literal["thresholds", "expected_f1", "global_threshold"]
+    max_predicted: int | None = Field(description="the most genres `predicted` holds; null: no cap")
+    floor: float = Field(description="no genre under this probability is ever predicted")
+    summary: str = Field(description="the rule in plain words")
+
+
 class GenresResponse(BaseModel):
     genres: list[GenreInfo]
+    rule: DecisionRuleInfo
 
 
 class Health(BaseModel):

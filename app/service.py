@@ -25,10 +25,12 @@ from app.errors import (
 )
 from app.metrics import ServiceMetrics
 from app.schemas import (
+    DecisionRuleInfo,
     ExplainTimings,
     Explanation,
     GenreInfo,
     GenreScore,
+    GenresResponse,
     ImageInfo,
     Prediction,
     Timings,
@@ -167,17 +169,25 @@ class PredictionService:
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
 
-    def genres(self) -> list[GenreInfo]:
+    def genres(self) -> GenresResponse:
         rule = self.classifier.rule
-        return [
-            GenreInfo(
-                index=i,
-                genre=genre,
-                threshold=shown(rule.thresholds[i]),
-                predictable=bool(rule.predictable[i]),
-            )
-            for i, genre in enumerate(rule.genres)
-        ]
+        return GenresResponse(
+            genres=[
+                GenreInfo(
+                    index=i,
+                    genre=genre,
+                    threshold=shown(rule.thresholds[i]) if rule.uses_thresholds else None,
+                    predictable=bool(rule.predictable[i]),
+                )
+                for i, genre in enumerate(rule.genres)
+            ],
+            rule=DecisionRuleInfo(
+                kind=rule.kind,
+                max_predicted=rule.max_predicted,
+                floor=shown(rule.floor),
+                summary=rule.summary(),
+            ),
+        )
 
     def check_top_k(self, top_k: int | None) -> int:
         k = self.settings.default_top_k if top_k is None else top_k

@@ -92,6 +92,32 @@ class DecisionRule:
         able = able.astype(bool) & np.array([g not in NEVER_PREDICTED for g in names])
         return cls(names, cut, able, floor, max_predicted, kind)
 
+    @property
+    def uses_thresholds(self) -> bool:
+        """Whether a genre's threshold decides anything (not under `expected_f1`)."""
+        return self.kind != "expected_f1"
+
+    def summary(self) -> str:
+        """The rule in one or two plain sentences, for the page and `/genres`."""
+        floor = f"{self.floor:.0%}"
+        cap = "" if self.max_predicted is None else f", at most {self.max_predicted}"
+        if self.kind == "expected_f1":
+            return (
+                f"The genres whose combination is most likely to be right{cap}, judged from the "
+                f"probabilities alone; never one under {floor} or one the model cannot predict."
+            )
+        if self.kind == "global_threshold":
+            shared = f"{shown(float(self.thresholds[0])):.0%}" if len(self.thresholds) else ""
+            return (
+                f"Every genre at or above {shared}, the one threshold all genres share{cap}; "
+                f"never one under {floor} or one the model cannot predict."
+            )
+        return (
+            f"The most probable genres past their own thresholds{cap}; never one under {floor} or "
+            "one the model cannot predict. When none passes, the most probable one above "
+            f"{floor}."
+        )
+
     def predicted_indices(self, probabilities: np.ndarray) -> list[int]:
         """Indices of the predicted genres, most probable first."""
         probs = np.asarray(probabilities, dtype=np.float64)

@@ -59,8 +59,14 @@ def test_default_top_k_is_three(client: TestClient) -> None:
 
 
 def test_predicted_follows_the_rule_of_genres_and_never_lists_na(client: TestClient) -> None:
-    genres = {g["genre"]: g for g in client.get("/genres").json()["genres"]}
+    listed = client.get("/genres").json()
+    genres = {g["genre"]: g for g in listed["genres"]}
     assert genres["N/A"]["predictable"] is False
+    assert {k: listed["rule"][k] for k in ("kind", "max_predicted", "floor")} == {
+        "kind": "thresholds",  # the tiny version's metadata names no rule: today's
+        "max_predicted": 3,
+        "floor": 0.1,
+    }
     for colour in ((200, 30, 30), (20, 30, 70), (30, 90, 200), (255, 255, 255)):
         body = predict(client, poster_bytes(colour, square=True)).json()
         predicted = body["predicted"]

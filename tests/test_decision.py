@@ -194,3 +194,19 @@ def test_global_threshold_shares_one_cut_and_may_leave_the_list_empty() -> None:
     probs = np.array([0.3, 0.25, 0.2, 0.9, 0.9, 0.9])  # N/A and News never, whatever p
     assert [g for g, _ in shared.decide(probs, top_k=6).predicted] == ["Horror", "Action", "Comedy"]
     assert shared.decide(np.array([0.2, 0.1, 0.0, 0.0, 0.0, 0.0]), top_k=6).predicted == []
+
+
+def test_each_rule_says_what_it_does_in_plain_words() -> None:
+    today = rule()
+    assert today.uses_thresholds
+    assert "past their own thresholds, at most 3" in today.summary()
+    assert "never one under 10%" in today.summary()
+    uncapped = rule(kind="expected_f1", max_predicted=None)
+    assert not uncapped.uses_thresholds  # /genres shows no threshold and the page no mark
+    assert "most likely to be right, judged" in uncapped.summary()  # no cap named
+    assert "at most 4" in rule(kind="expected_f1", max_predicted=4).summary()
+    shared = DecisionRule.build(
+        GENRES, [0.2555] * 6, PREDICTABLE, max_predicted=None, kind="global_threshold"
+    )
+    assert shared.uses_thresholds
+    assert shared.summary().startswith("Every genre at or above 26%, the one threshold")

@@ -12,8 +12,9 @@ router = APIRouter(tags=["model"])
 
 @router.get("/genres", response_model=GenresResponse)
 async def genres(service: ServiceDep) -> GenresResponse:
-    """The genres in model output order, with each one's decision threshold."""
-    return GenresResponse(genres=service.genres())
+    """The genres in model output order, with each one's decision threshold, and the decision
+    rule in plain words."""
+    return service.genres()
 
 
 @router.get(

@@ -16,6 +16,7 @@ const FRIENDLY = {
 
 const $ = (id) => document.getElementById(id);
 let genres = {};
+let rule = null; // /genres' decision rule: its kind, cap and plain summary
 let lastFile = null;
 let posterUrl = null;
 let shownGenre = null;
@@ -36,12 +37,28 @@ async function loadThresholds() {
     if (!answer.ok) return;
     const body = await answer.json();
     genres = Object.fromEntries(body.genres.map((g) => [g.genre, g]));
+    rule = body.rule;
+    describeRule();
   } catch (error) {
     genres = {};
   }
 }
 
+// The page says what the served version's rule is, instead of assuming one.
+function describeRule() {
+  const marks = rule.kind !== "expected_f1";
+  $("explain").textContent =
+    "Each bar is one genre's probability" +
+    (marks ? "; the dark mark is the threshold it needs. " : ". ") +
+    "Predicted (highlighted): " + rule.summary +
+    " Click a genre's name to see where in the poster the model found it.";
+  $("legend-threshold").hidden = !marks;
+  $("legend-passes").hidden = !marks || rule.max_predicted === null;
+  $("legend-unmarked").hidden = !marks;
+}
+
 function draw(result) {
+  const floor = rule ? rule.floor : 0.1;
   const predicted = new Set(result.predicted.map((p) => p.genre));
   const bars = $("bars");
   bars.replaceChildren();
@@ -49,10 +66,13 @@ function draw(result) {
   for (const item of sorted) {
     const li = document.createElement("li");
     const info = genres[item.genre];
-    const passes = info && info.predictable && item.probability >= Math.max(info.threshold, 0.1);
+    const marked = info && info.predictable && info.threshold != null;
+    const passes = marked && item.probability >= Math.max(info.threshold, floor);
     li.className = "bar" + (predicted.has(item.genre) ? " is-predicted" : passes ? " passes" : "");
     if (passes && !predicted.has(item.genre)) {
-      li.title = "Past its threshold, but only the three most probable genres are predicted.";
+      li.title =
+        "Past its threshold, but only the " + (rule ? rule.max_predicted : "") +
+        " most probable genres are predicted.";
     } else if (info && !info.predictable) {
       li.title = "This model cannot predict " + item.genre + ": too few posters to learn it.";
     }
@@ -73,11 +93,11 @@ function draw(result) {
     fill.style.width = percent(item.probability);
     track.append(fill);
     // A mark only where the rule has a threshold to show: none for a genre it never predicts.
-    if (info && info.predictable && info.threshold != null) {
+    if (marked) {
       const mark = document.createElement("span");
       mark.className = "bar-threshold";
-      mark.style.left = percent(Math.max(info.threshold, 0.1));
-      mark.title = "threshold " + percent(Math.max(info.threshold, 0.1));
+      mark.style.left = percent(Math.max(info.threshold, floor));
+      mark.title = "threshold " + percent(Math.max(info.threshold, floor));
       track.append(mark);
     }
     const value = document.createElement("span");
