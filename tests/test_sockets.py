@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import select
 import socket
@@ -12,7 +13,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import poster_bytes
 from tests.service_process import running_service
@@ -546,9 +549,15 @@ def test_a_batch_is_refused_from_its_headers_when_its_places_are_taken(
 def test_large_multipart_files_are_never_spooled_to_disk(tiny_store: Path) -> None:
     """A full /tmp turned multipart uploads over 1 MiB into 400s: the server's fault blamed on
     the client. Files now stay in memory, charged to the body budget."""
-    big = poster_bytes(size=(1600, 2400), quality=100)
-    assert len(big) > 1 << 20
-    with running_service(tiny_store, {"TMPDIR": "/nonexistent/tmp"}) as service:
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 1000, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", quality=95)
+    big = buffer.getvalue()
+    assert len(big) > 1 << 20  # over Starlette's 1 MiB spool threshold
+    # No file of the server's may pass 1 MiB (RLIMIT_FSIZE; Python turns the signal into
+    # EFBIG): a spooled upload fails as it would on a full /tmp.
+    no_big_files = ["prlimit", f"--fsize={1 << 20}", "--"]
+    with running_service(tiny_store, prefix=no_big_files) as service:
         answer = httpx.post(f"{service.url}/predict", files={"file": ("p.jpg", big)}, timeout=30)
         assert answer.status_code == 200, answer.text
 
