@@ -7,7 +7,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # The model version served, and the only one in the image (declared once; each stage that copies
 # it says `ARG MODEL_VERSION` to use it).
-ARG MODEL_VERSION=20261127-lite0-v2
+ARG MODEL_VERSION=20261130-lite0-v3
 
 # Build stage of the keras target: its dependencies from the hash-pinned lock, then the service.
 FROM ${PYTHON_IMAGE} AS build-keras

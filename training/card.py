@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from poster_genres.artifact import CURVES_FILE, METADATA_FILE, RELIABILITY_FILE
+from poster_genres.artifact import CURVES_FILE, METADATA_FILE, RELIABILITY_FILE, open_version
 from poster_genres.decision import SHOWN_DECIMALS
 from poster_genres.metadata import read_metadata
 from training.recipes import Recipe
@@ -129,6 +129,17 @@ def _calibration_notes(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def _derivation(m: dict[str, Any]) -> str:
+    source = m.get("derived_from")
+    if not source:
+        return ""
+    return (
+        f" This version is {source['version']}'s weights with another decision rule (its own was "
+        f"`{source['decision'].get('rule', 'thresholds')}`), chosen on the validation split's "
+        "cross-fitted predictions (`python -m training compare-rules`)."
+    )
+
+
 def model_card(model_dir: Path) -> str:
     """Markdown for the README: what the model is, what it saw, how good it is, how to remake it."""
     m = read_metadata(model_dir / METADATA_FILE).model_dump()
@@ -137,7 +148,7 @@ def model_card(model_dir: Path) -> str:
     sizes = {name: len(ids) for name, ids in split["ids"].items()}
     test = m["metrics"]["test"]
     trained_on = " + ".join(split.get("trained_on", ["train"]))
-    decision = m["decision"]
+    rule = open_version(model_dir).decision_rule()
     lines = [
         f"**{m['name']} {m['version']}** — architecture `{m['architecture']}`, created "
         f"{m['created_at']}, input {m['input']['input_shape']} float32 in [0, 1], "
@@ -167,9 +178,8 @@ def model_card(model_dir: Path) -> str:
     lines += [
         "",
         "F1 figures use per-genre thresholds tuned for F1 on the validation split; the prior is "
-        f"scored at the same thresholds. `predicted`: predictable genres at or above max(threshold, "
-        f"{decision['floor']}), compared at the {SHOWN_DECIMALS} decimals shown, at most "
-        f"{decision['max_predicted']}.",
+        f"scored at the same thresholds. `predicted` (rule `{rule.kind}`): {rule.summary()} "
+        f"Probabilities are compared at the {SHOWN_DECIMALS} decimals shown." + _derivation(m),
         "",
         "**Never predicted** (a threshold needs enough validation posters; `N/A` is the dataset's "
         "no-genre marker): " + (", ".join(unpredictable_genres(m)) or "none") + ". "
