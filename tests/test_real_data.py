@@ -67,8 +67,35 @@ def test_shipped_model_answers_real_posters(
         assert body["version"] == shipped.name
         assert [p["genre"] for p in body["probabilities"]] == REAL_GENRES
         assert body["image"]["format"] == "JPEG"
-        assert len(body["predicted"]) <= 3
-        assert all(p["probability"] >= 0.10 for p in body["predicted"])
+        # The shipped rule: every predictable genre at or above the one shared threshold.
+        listed = shipped_client.get("/genres").json()
+        assert listed["rule"]["kind"] == "global_threshold"
+        cut = {g["genre"]: g["threshold"] for g in listed["genres"] if g["predictable"]}
+        assert len(set(cut.values())) == 1 and min(cut.values()) >= 0.10
+        expected = [
+            p
+            for p in sorted(body["probabilities"], key=lambda p: -p["probability"])
+            if p["genre"] in cut and p["probability"] >= cut[p["genre"]]
+        ]
+        assert body["predicted"] == expected
+
+
+def test_v2_stays_servable_as_it_was_and_v3_shares_its_probabilities(real_data: Path) -> None:
+    """A change of answers is a new version: v3 is v2's weights with another rule."""
+    posters = sorted((real_data / "Images").glob("*.jpg"))[:8]
+    answers = {}
+    for version in ("20261127-lite0-v2", "20261130-lite0-v3"):
+        settings = Settings(model_version=version, max_batch_size=2, log_level="WARNING")
+        with TestClient(create_app(settings)) as client:
+            answers[version] = [
+                client.post("/predict", files={"file": (p.name, p.read_bytes())}).json()
+                for p in posters
+            ]
+            rule = client.get("/genres").json()["rule"]
+        assert rule["kind"] == ("thresholds" if version.endswith("v2") else "global_threshold")
+    for v2, v3 in zip(answers["20261127-lite0-v2"], answers["20261130-lite0-v3"], strict=True):
+        assert v2["probabilities"] == v3["probabilities"]
+        assert 1 <= len(v2["predicted"]) <= 3  # v2's rule: at most three, never empty here
 
 
 FIRST_RELEASE = "20261127-lite0"
