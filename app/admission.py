@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
-from app.service import PredictionService
+from app.service import EXPLANATIONS_FULL, PredictionService
 from poster_genres.errors import PosterGenresError
 
 BATCH_PATH = "/predict/batch"
@@ -81,7 +81,7 @@ class AdmissionMiddleware:
         if service.saturated:
             return Overloaded("Too many images are being processed; retry shortly.")
         if get_route_path(scope) == "/explain" and service.explanations_full:
-            return Overloaded("Too many explanations are in progress; retry shortly.")
+            return Overloaded(EXPLANATIONS_FULL)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     max_explanations: int = Field(
         2, ge=1, description="/explain requests in progress at once (each takes the model ~25 ms)"
     )
+    explain_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="share of the time /explain requests may take together, after a burst of "
+        "one second; beyond: 503 overloaded",
+    )
 
     default_top_k: int = Field(3, ge=1)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

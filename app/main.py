@@ -22,7 +22,6 @@ from app.logs import configure_logging
 from app.metrics import ServiceMetrics
 from app.middleware import (
     BodyLimitMiddleware,
-    CloseWhileDrainingMiddleware,
     RequestContextMiddleware,
 )
 from app.openapi import honest_openapi
@@ -174,10 +173,6 @@ def create_app(
             allow_credentials=False,
         )
     app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
-    app.add_middleware(
-        CloseWhileDrainingMiddleware,
-        draining=lambda: app.state.service is not None and app.state.service.health == "draining",
-    )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 

@@ -207,25 +207,3 @@ class BodyLimitMiddleware:
         response = self.respond(scope, error)
         response.headers["Connection"] = "close"  # the rest of the body is not worth reading
         await response(scope, receive, send)
-
-
-class CloseWhileDrainingMiddleware:
-    """Once shutdown has begun, every answer says `Connection: close`, and uvicorn closes the
-    connection after it: a kept-alive client reconnects (to another replica) after a complete
-    answer instead of racing the listener's close with its next request."""
-
-    def __init__(self, app: ASGIApp, draining: Callable[[], bool]) -> None:
-        self.app = app
-        self.draining = draining
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.draining():
-                MutableHeaders(scope=message)["Connection"] = "close"
-            await send(message)
-
-        await self.app(scope, receive, closing)

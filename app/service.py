@@ -36,6 +36,7 @@ from app.schemas import (
     Timings,
 )
 from app.threads import name_os_thread, name_os_thread_at_lowest_priority
+from app.time_share import TimeShare
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import Decision, shown
 from poster_genres.heatmap import overlay, png_bytes
@@ -48,6 +49,10 @@ from poster_genres.preprocessing import (
 )
 
 Status = Literal["loading", "ok", "draining", "failed"]
+EXPLANATIONS_FULL = (
+    "Explanations are at their limit (at once, or their share of the service's time); "
+    "retry shortly."
+)
 # Declared pixels x passes beyond which an upload decodes in the heavy lane: 8 MP once, or a
 # 0.8 MP progressive JPEG of 10 scans. The dataset's posters are about 0.13 MP x 1.
 HEAVY_DECODE_WORK = 8_000_000
@@ -103,6 +108,7 @@ class PredictionService:
         )
         self._admitted = 0
         self._explaining = 0
+        self._explain_time = TimeShare(settings.explain_share)
         self._batch_images = 0
         self._batch_places = int(settings.max_batch_share * settings.max_queue)
         self.batcher = MicroBatcher(
@@ -151,8 +157,11 @@ class PredictionService:
 
     @property
     def explanations_full(self) -> bool:
-        """True when a new /explain would be refused: its own small share is taken."""
-        return self._explaining >= self.settings.max_explanations
+        """True when a new /explain would be refused: as many are in progress as may be, or
+        explanations have taken their share of the time (POSTER_EXPLAIN_SHARE)."""
+        return (
+            self._explaining >= self.settings.max_explanations or not self._explain_time.available()
+        )
 
     def hold_batch_places(self, n: int) -> BatchPlaces:
         """Hold `n` of the queue places batch requests share, or refuse at once: batches together
@@ -279,7 +288,7 @@ class PredictionService:
             raise NotSupported("This model version cannot explain its answers; /predict works.")
         self._admit()
         if self.explanations_full:
-            raise Overloaded("Too many explanations are in progress; retry shortly.")
+            raise Overloaded(EXPLANATIONS_FULL)
         started = time.perf_counter()
         self._explaining += 1
         try:
@@ -295,6 +304,7 @@ class PredictionService:
             render_s = time.perf_counter() - drawn
         finally:
             self._explaining -= 1
+            self._explain_time.spend(time.perf_counter() - started)
         stages = {
             "decode": decode_s,
             "preprocess": preprocess_s,

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
+from app.time_share import TimeShare
 from poster_genres.artifact import load_version
 from poster_genres.explain import GenreExplainer
 from poster_genres.heatmap import MAX_OVERLAY_SIDE, overlay
@@ -138,6 +139,7 @@ def test_explanations_beyond_their_share_are_refused_at_once(tiny_store: Path) -
     app = create_app(make_settings(tiny_store, max_explanations=1))
     with TestClient(app) as one:
         service = app.state.service
+        service._explain_time = TimeShare(1.0, burst_s=3600)  # only the concurrency cap here
         release = threading.Event()
         real = service._render
 
@@ -162,6 +164,41 @@ def test_explanations_beyond_their_share_are_refused_at_once(tiny_store: Path) -
             release.set()
         assert first.result(20).genre in TINY_GENRES
         assert explain(one).status_code == 200
+
+
+def test_explanations_past_their_share_of_the_time_wait_for_it(tiny_store: Path) -> None:
+    """Two at a time, 80 ms each, was 25 explanations a second: predictions fell to half."""
+    now = [0.0]
+    app = create_app(make_settings(tiny_store))
+    with TestClient(app) as client:
+        service = app.state.service
+        service._explain_time = TimeShare(0.2, burst_s=1e-9, clock=lambda: now[0])
+        assert explain(client).status_code == 200
+        owed = service._explain_time._owed
+        assert owed > 0  # the explanation's duration
+        refused = explain(client)
+        assert_error(refused, 503, "overloaded")
+        assert "share of the service's time" in refused.json()["error"]["message"]
+        assert refused.headers["Retry-After"] == "1"
+        assert predict(client).status_code == 200  # /predict goes on meanwhile
+        now[0] += owed / 0.2  # paid back at 0.2 s a second
+        assert explain(client).status_code == 200
+
+
+def test_time_share_pays_back_at_its_share_and_allows_a_burst() -> None:
+    now = [0.0]
+    share = TimeShare(0.25, burst_s=1.0, clock=lambda: now[0])
+    share.spend(0.9)
+    assert share.available()  # 0.9 owed: within the burst
+    share.spend(0.2)
+    assert not share.available()  # 1.1 owed
+    now[0] += 0.3  # 0.075 paid back: 1.025 owed
+    assert not share.available()
+    now[0] += 0.2  # 0.05 more: 0.975
+    assert share.available()
+    now[0] += 100
+    share.spend(0.0)
+    assert share._owed == 0.0  # never below nothing: idle time is not saved up
 
 
 def test_the_explainer_reads_the_same_pixels_and_probabilities_as_predict(
