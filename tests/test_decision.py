@@ -210,3 +210,28 @@ def test_each_rule_says_what_it_does_in_plain_words() -> None:
     )
     assert shared.uses_thresholds
     assert shared.summary().startswith("Every genre at or above 26%, the one threshold")
+
+
+def test_global_threshold_on_ties_all_high_and_all_low() -> None:
+    shared = DecisionRule.build(
+        GENRES, [0.2712] * 6, PREDICTABLE, max_predicted=None, kind="global_threshold"
+    )
+
+    def chosen(probs: list[float]) -> list[str]:
+        return [g for g, _ in shared.decide(np.array(probs), top_k=6).predicted]
+
+    # Shown at 4 decimals: 0.27115 shows as 0.2712 and passes; 0.27114 shows as 0.2711.
+    assert chosen([0.27115, 0.27114, 0.0, 0.0, 0.0, 0.0]) == ["Action"]
+    # Equal probabilities keep the model's order.
+    assert chosen([0.5, 0.5, 0.5, 0.0, 0.0, 0.0]) == ["Action", "Comedy", "Drama"]
+    # All high: every predictable genre, no cap; N/A and News never.
+    assert chosen([0.9] * 6) == ["Action", "Comedy", "Drama", "Horror"]
+    # All low: nothing, with no fallback to the top genre.
+    assert chosen([0.27, 0.2, 0.15, 0.1, 0.9, 0.9]) == []
+    capped = DecisionRule.build(
+        GENRES, [0.2712] * 6, PREDICTABLE, max_predicted=2, kind="global_threshold"
+    )
+    assert [g for g, _ in capped.decide(np.array([0.9] * 6), top_k=6).predicted] == [
+        "Action",
+        "Comedy",
+    ]
