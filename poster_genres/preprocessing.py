@@ -39,6 +39,9 @@ MAX_SIDE = 65_535  # JPEG's own limit; PNG would allow 2^31
 # bound decoding time: 20,000 empty scans fit in 671 KB. libjpeg's progressive JPEGs have 6 (grey)
 # or 10 (colour) scans; none of the dataset's posters is progressive.
 MAX_JPEG_SCANS = 64
+# And pixels x scans: a 16 MP progressive JPEG of 56 scans (62 KiB) cost 2 s of CPU. 64 million
+# pixel-passes is a 6.4 MP progressive JPEG of 10 scans, or any baseline one under the pixel limit.
+MAX_DECODE_WORK = 64_000_000
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 # Formats we recognise by magic bytes and refuse (415) without handing them to any decoder.
@@ -217,6 +220,12 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
             raise ImageTooLarge(
                 f"The JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded "
                 "(a progressive JPEG has about 10)."
+            )
+        if width * height * scans > MAX_DECODE_WORK:
+            raise ImageTooLarge(
+                f"The JPEG is progressive: {scans} passes over {_megapixels(width * height)} "
+                f"would be decoded, more than the {MAX_DECODE_WORK // 1_000_000} million "
+                "pixel-passes allowed; send it as a baseline JPEG, or smaller."
             )
         if _jpeg_data_ends_early(data):
             raise InvalidImage(

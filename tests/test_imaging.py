@@ -431,3 +431,16 @@ def test_a_progressive_jpeg_decodes_and_a_scan_bomb_is_refused_before_decoding()
     with pytest.raises(ImageTooLarge, match=f"200 scans; at most {MAX_JPEG_SCANS}"):
         decode_poster(bomb)
     assert decode_poster(progressive_jpeg(MAX_JPEG_SCANS - 10)).format == "JPEG"  # at the cap
+
+
+def test_a_progressive_jpeg_is_refused_when_pixels_times_scans_are_too_many() -> None:
+    """Under the scan cap, 56 scans over 16 MP cost 2 s of CPU: the work is bounded too."""
+    from poster_genres.preprocessing import MAX_DECODE_WORK
+
+    big = progressive_jpeg(size=(2000, 3200))  # 6.4 MP x 10 scans = 64 M: the limit, decoded
+    assert MAX_DECODE_WORK == 2000 * 3200 * 10
+    assert decode_poster(big).width == 2000
+    with pytest.raises(ImageTooLarge, match=r"11 passes over 6.4 megapixels"):
+        decode_poster(progressive_jpeg(extra_scans=1, size=(2000, 3200)))
+    baseline = poster_bytes(size=(4000, 4000))
+    assert decode_poster(baseline).width == 4000  # 16 MP in one pass is fine
