@@ -107,7 +107,7 @@ class DecisionRule:
                 f"probabilities alone; never one under {floor} or one the model cannot predict."
             )
         if self.kind == "global_threshold":
-            shared = f"{shown(float(self.thresholds[0])):.0%}" if len(self.thresholds) else ""
+            shared = f"{shown(float(self.thresholds.max(initial=0.0))):.0%}"  # all the same
             return (
                 f"Every genre at or above {shared}, the one threshold all genres share{cap}; "
                 f"never one under {floor} or one the model cannot predict."
@@ -139,9 +139,8 @@ class DecisionRule:
         scale = 10**SHOWN_DECIMALS
         units = [round(p * scale) for p in seen]
         expected = sum(units)  # the expected number of true genres, in units
-        cap = len(candidates) if self.max_predicted is None else self.max_predicted
         best_k, best_top, top = 0, 0, 0
-        for k, index in enumerate(candidates[:cap], start=1):
+        for k, index in enumerate(candidates[: self.max_predicted], start=1):  # None: no cap
             top += units[index]
             # top / (k·scale + expected) > best_top / (best_k·scale + expected), cross-multiplied
             if top * (best_k * scale + expected) > best_top * (k * scale + expected):

@@ -179,11 +179,11 @@ def test_expected_f1_compares_the_shown_probabilities() -> None:
 
 
 def test_the_thresholds_rule_needs_a_cap_and_unknown_rules_are_refused() -> None:
-    with pytest.raises(ValueError, match="needs a cap"):
+    with pytest.raises(ValueError, match=r"^the thresholds rule needs a cap \(max_predicted\)$"):
         rule(max_predicted=None)
     with pytest.raises(ValueError, match="unknown decision rule"):
         rule(kind="majority")
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=r"^max_predicted must be at least 1$"):
         rule(kind="expected_f1", max_predicted=0)
 
 
@@ -199,8 +199,10 @@ def test_global_threshold_shares_one_cut_and_may_leave_the_list_empty() -> None:
 def test_each_rule_says_what_it_does_in_plain_words() -> None:
     today = rule()
     assert today.uses_thresholds
-    assert "past their own thresholds, at most 3" in today.summary()
-    assert "never one under 10%" in today.summary()
+    assert today.summary() == (
+        "The most probable genres past their own thresholds, at most 3; never one under 10% or "
+        "one the model cannot predict. When none passes, the most probable one above 10%."
+    )
     uncapped = rule(kind="expected_f1", max_predicted=None)
     assert not uncapped.uses_thresholds  # /genres shows no threshold and the page no mark
     assert "most likely to be right, judged" in uncapped.summary()  # no cap named
@@ -235,3 +237,22 @@ def test_global_threshold_on_ties_all_high_and_all_low() -> None:
         "Action",
         "Comedy",
     ]
+
+
+def test_expected_f1_without_a_floor_predicts_nothing_from_nothing() -> None:
+    """With no floor, a genre at 0 is a candidate: it still adds nothing worth predicting, and
+    the smallest shown probability still counts."""
+    unfloored = rule(kind="expected_f1", max_predicted=None, floor=0.0)
+    assert unfloored.decide(np.zeros(6), top_k=6).predicted == []
+    tiny = np.array([0.0001, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert [g for g, _ in unfloored.decide(tiny, top_k=6).predicted] == ["Action"]
+
+
+def test_expected_f1_is_exact_in_units_of_the_shown_decimals() -> None:
+    """A vector where approximate arithmetic picks 3 genres where the exact optimum is 4."""
+    genres = ("A", "B", "C", "D", "E")
+    exact = DecisionRule.build(
+        genres, [0.5] * 5, [True] * 5, floor=0.0, max_predicted=None, kind="expected_f1"
+    )
+    probs = np.array([0.2825, 0.4544, 0.9602, 0.3418, 0.4674])
+    assert [g for g, _ in exact.decide(probs, top_k=5).predicted] == ["C", "E", "B", "D"]
