@@ -53,8 +53,8 @@ it has sent its whole body, which the server drops for its 2 s lingering close, 
 was 30 s and more: the whole upload, spooled). The scan bombs under and over the caps are refused
 (422) before decoding, yet 4 processes re-sending them back to back still cost predictions part
 of their throughput: each refusal's own server CPU (HTTP, multipart, the answer), as any flood
-of bad uploads with the key would. The 3264x3264 progressive JPEG is a legitimate image at the decoding-work cap, decoded at
-nice 19.
+of bad uploads with the key would. The 3264x3264 progressive JPEG is a legitimate image at the
+decoding-work cap, decoded at nice 19.
 """
 MEMORY_LIMIT = 3 * 2**30
 AUTH = {"X-API-Key": KEY}
