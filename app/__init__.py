@@ -1,6 +1,1 @@
-"""poster-genres: the inference service."""
-
-import os
-
-# TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lists) is noise in service logs.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+"""poster-genres: the inference service (HTTP only; the model contract is `poster_genres`)."""

@@ -1,4 +1,5 @@
-"""The FastAPI application: `create_app(settings)`, and `app` for `uvicorn app.main:app`."""
+"""The FastAPI application: `create_app(settings)`. It is served by `python -m app` (app/server.py);
+`uvicorn app.main:app` is refused with one line saying so."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from app.admission import AdmissionMiddleware
 from app.body_budget import BodyBudget
 from app.config import Settings, get_settings
 from app.error_handlers import domain_error_response, install_error_handlers
-from app.logs import configure_logging
 from app.metrics import ServiceMetrics
 from app.middleware import (
     BodyLimitMiddleware,
@@ -77,7 +77,7 @@ def load_classifier(settings: Settings, version: ModelVersion | None = None) -> 
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     classifier: GenreClassifier | None = app.state.classifier
-    if classifier is None:  # `python -m app` loads it before binding; uvicorn app.main:app here
+    if classifier is None:  # `python -m app` loads it before binding; apps built in tests here
         try:
             classifier = load_classifier(settings)
         except ModelStoreError as exc:
@@ -113,7 +113,6 @@ def create_app(
     """Build the application; the model is loaded by the lifespan (unless one is given), never at
     import."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
     metrics = ServiceMetrics()
     # Swagger UI and ReDoc from a maintained package's bundled assets: /docs works offline.
     app = FastAPIOffline(
@@ -177,8 +176,15 @@ def create_app(
     return app
 
 
+UVICORN_REFUSAL = (
+    "cannot start: `uvicorn app.main:app` would serve without the service's connection guards "
+    "(read deadlines, connection cap, framing checks, draining); start it with `python -m app`"
+)
+
+
 def __getattr__(name: str) -> FastAPI:
-    # `uvicorn app.main:app` works without building (and reading settings for) an app at import.
+    # `uvicorn app.main:app` (or any import of `app`) stops at once with one line, instead of
+    # serving without the guards that only `python -m app` installs on uvicorn's protocol.
     if name == "app":
-        return create_app()
+        raise SystemExit(UVICORN_REFUSAL)
     raise AttributeError(name)

@@ -27,7 +27,8 @@ def run_command(main: Callable[[], int]) -> NoReturn:
 def import_tensorflow(*, verbose: bool = False, threads: int | None = None) -> None:
     """Import TensorFlow and Keras now; silently unless `verbose`. `threads`: the size of
     TensorFlow's pool (the process's thread budget), which TensorFlow reads once, as it starts."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The one place TensorFlow's C++ log level is set: warnings and notices off, errors kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threads is not None:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     with native_stderr_held(verbose=verbose):

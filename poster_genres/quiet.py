@@ -8,6 +8,7 @@ they start. What was held is replayed if starting fails, so no real error is los
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -22,6 +23,8 @@ def native_stderr_held(*, verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # a record logged just before is written, not held with the chatter
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:

@@ -80,15 +80,36 @@ def test_ctrl_c_stops_the_service_cleanly_without_a_traceback(tiny_store: Path) 
     assert "Traceback" not in log and "KeyboardInterrupt" not in log
 
 
-def test_ctrl_c_while_starting_exits_130_without_a_traceback(tiny_store: Path) -> None:
-    process = start_service(tiny_store, free_port(), stderr=subprocess.PIPE)
-    time.sleep(1.5)  # importing TensorFlow
-    assert process.poll() is None
+def _interrupted(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted (Ctrl+C)"
     assert "Traceback" not in stderr
+    return stderr
+
+
+def test_ctrl_c_while_loading_the_model_exits_130_without_a_traceback(tiny_store: Path) -> None:
+    """Sent once the start-up says it is loading the model: under Keras, TensorFlow's import
+    follows, which takes seconds on any CPU."""
+    env = {"POSTER_RUNTIME": "keras"}
+    process = start_service(tiny_store, free_port(), env, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    assert "starting: loading" in first and "under keras" in first
+    stderr = _interrupted(process)
+    assert "Application startup complete" not in stderr
+
+
+def test_ctrl_c_while_python_imports_the_server_exits_130_without_a_traceback(
+    tiny_store: Path,
+) -> None:
+    """Sent before anything is logged: uvicorn and FastAPI are still being imported, outside any
+    function of the service's own."""
+    process = start_service(tiny_store, free_port(), stderr=subprocess.PIPE)
+    time.sleep(0.15)
+    assert process.poll() is None
+    _interrupted(process)
 
 
 def _get_live(connection: socket.socket) -> bytes:

@@ -115,3 +115,18 @@ def test_a_port_in_use_is_one_line() -> None:
         port = taken.getsockname()[1]
         result = start({"POSTER_PORT": str(port)}, timeout=60)
     assert_plain(result, 1, f"cannot start: 127.0.0.1:{port} cannot be used", "POSTER_PORT")
+
+
+def test_uvicorn_app_main_app_is_refused_with_one_line_naming_python_m_app(
+    tiny_store: Path,
+) -> None:
+    """Plain uvicorn would serve without the guards `python -m app` installs: it must not start."""
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())],
+        cwd=PROJECT,
+        env={**os.environ, "POSTER_MODEL_STORE": str(tiny_store)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_plain(result, 1, "start it with `python -m app`")
