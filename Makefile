@@ -47,9 +47,9 @@ train: $(VENV)/.dev
 train-seed: $(VENV)/.dev
 	$(BIN)/python -m training train --arch seed --store runs/store --csv $(DATA)/train.csv --images $(DATA)/Images
 
-## Regenerate the README's model card from the shipped model's metadata
+## Regenerate docs/model-card.md from the newest model version's metadata
 card: $(VENV)/.dev
-	$(BIN)/python -m training card --model-dir $$(ls -d model_store/poster-genres/*/ | tail -n 1) --readme README.md
+	$(BIN)/python -m training card --model-dir $$(ls -d model_store/poster-genres/*/ | tail -n 1) --out docs/model-card.md
 
 ## Mutation testing of the pure-Python core (not part of CI: see tests/MUTATION.md)
 mutation: $(VENV)/.dev

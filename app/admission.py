@@ -2,10 +2,11 @@
 headers, before a single byte of the body is read.
 
 FastAPI reads a multipart form before it runs a route's dependencies, so a check there would let an
-anonymous client make the server buffer a whole upload first. This ASGI middleware answers a POST to
-the predict and explain routes at once with the JSON error (and `Connection: close`, so the unread body is not
-drained) when the API key is missing or wrong, when the service is not ready or is draining, or when
-the queue is already full. The service checks again per image; this is the cheap early refusal.
+anonymous client make the server buffer a whole upload first. This ASGI middleware answers a
+request to any upload route (`app.uploads`) at once with the JSON error (and `Connection: close`,
+so the unread body is not drained) when the API key is missing or wrong, or when the gate
+(`app.gate`) refuses: the service is not ready or is draining, or there is no room.
+The service checks again per image; this is the cheap early refusal.
 `/model` and `/metrics` need the key too (any method), and nothing else.
 """
 
@@ -14,19 +15,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-# The path the router matches (without a proxy's --root-path): the router's own function, so the
-# admission check and the router never disagree on a path.
+# The path the router matches (without a proxy's --root-path): the router's own function.
 from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import NotReady, Overloaded, ServiceUnavailable, Unauthorized
-from app.service import EXPLANATIONS_FULL, PredictionService
+from app.errors import NotReady, Overloaded, Unauthorized
+from app.service import PredictionService
+from app.uploads import Upload, resolve_upload
 from poster_genres.errors import PosterGenresError
 
-BATCH_PATH = "/predict/batch"
-GUARDED_PATHS = ("/predict", BATCH_PATH, "/explain")
 # Read-only routes that tell an outsider more than a client needs (the model's metrics and test
 # figures; the traffic's volume and genre mix): behind the key too, when one is configured.
 KEYED_PATHS = ("/model", "/metrics")
@@ -46,7 +45,8 @@ def key_matches(offered: str | None, expected: str) -> bool:
 
 
 class AdmissionMiddleware:
-    """Refuses unauthenticated or unadmittable predict requests before reading their body."""
+    """Refuses unauthenticated or unadmittable uploads before reading their body: the routes
+    declared with `app.uploads.upload_route`, found as the router finds them."""
 
     def __init__(
         self,
@@ -69,31 +69,28 @@ class AdmissionMiddleware:
             return Unauthorized("A valid API key is required (X-API-Key or Authorization: Bearer).")
         return None
 
-    def _refusal(self, scope: Scope) -> PosterGenresError | None:
+    def _refusal(self, scope: Scope, upload: Upload) -> PosterGenresError | None:
         unauthorized = self._unauthorized(scope)
         if unauthorized is not None:
             return unauthorized
         service = self.service()
         if service is None:
             return NotReady("The model is not loaded yet.")
-        if service.health != "ok":
-            return ServiceUnavailable(f"The service is {service.health}; retry on another replica.")
-        if service.saturated:
-            return Overloaded("Too many images are being processed; retry shortly.")
-        if get_route_path(scope) == "/explain" and service.explanations_full:
-            return Overloaded(EXPLANATIONS_FULL)
-        return None
+        return service.gate.refusal(explains=upload.explains)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = get_route_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         refusal = None
-        if path in KEYED_PATHS:
-            refusal = self._unauthorized(scope)
-        elif path in GUARDED_PATHS and scope.get("method") == "POST":
-            refusal = self._refusal(scope)
-            if refusal is None and path == BATCH_PATH:
+        upload = resolve_upload(scope)
+        if upload is not None:
+            refusal = self._refusal(scope, upload)
+            if refusal is None and upload.batch:
                 await self._hold_batch_places(scope, receive, send)
                 return
+        elif get_route_path(scope) in KEYED_PATHS:
+            refusal = self._unauthorized(scope)
         if refusal is None:
             await self.app(scope, receive, send)
             return
@@ -105,7 +102,7 @@ class AdmissionMiddleware:
         service = self.service()
         assert service is not None  # _refusal has checked
         try:
-            places = service.hold_batch_places(self.max_batch_files)
+            places = service.gate.hold_batch_places(self.max_batch_files)
         except Overloaded as refusal:
             await self._refuse(scope, receive, send, refusal)
             return

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,15 @@ class BatchResult:
     queue_s: float
     inference_s: float
     batch_size: int
+
+
+@dataclass(frozen=True)
+class Timed(Generic[T]):
+    """What `run_alone`'s work returned, the seconds it waited and the seconds it ran."""
+
+    result: T
+    queue_s: float
+    run_s: float
 
 
 class MicroBatcher:
@@ -144,10 +153,9 @@ class MicroBatcher:
         except TimeoutError:
             raise DeadlineExceeded("No answer from the model in time; retry.") from None
 
-    async def run_alone(self, work: Callable[[], T], timeout_s: float) -> tuple[T, float, float]:
+    async def run_alone(self, work: Callable[[], T], timeout_s: float) -> Timed[T]:
         """Run `work` (another use of the model) on the model thread, between two batches and never
-        beside one: two TensorFlow calls at once would only split the cores. Returns its result,
-        the seconds it waited and the seconds it ran."""
+        beside one: two TensorFlow calls at once would only split the cores."""
         if self._failure is not None:
             raise ServiceUnavailable("The model worker stopped; retry on another replica.")
         submitted = time.monotonic()
@@ -170,7 +178,7 @@ class MicroBatcher:
         except Exception as exc:
             failure = InferenceFailed("The model failed on this request.")
             raise failure from exc
-        return result, times[0] - submitted, times[1] - times[0]
+        return Timed(result, times[0] - submitted, times[1] - times[0])
 
     async def _collect(self) -> list[_Job]:
         jobs, self._carry = self._carry, []

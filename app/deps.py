@@ -1,13 +1,14 @@
-"""FastAPI dependencies, defined once as `Annotated` aliases."""
+"""FastAPI dependencies, defined once as `Annotated` aliases. Each query parameter is validated
+here, in one place, and arrives in the route as a value the service can use as it is."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from app.config import Settings
-from app.errors import NotReady
+from app.errors import InvalidParameter, NotReady
 from app.service import PredictionService
 
 
@@ -27,3 +28,35 @@ async def get_service(request: Request) -> PredictionService:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServiceDep = Annotated[PredictionService, Depends(get_service)]
+
+TopKQuery = Annotated[int | None, Query(description="how many genres in top_k (1 to N; default 3)")]
+GenreQuery = Annotated[
+    str | None,
+    Query(description="a genre exactly as GET /genres names it; default: the most probable"),
+]
+
+
+async def valid_top_k(service: ServiceDep, top_k: TopKQuery = None) -> int:
+    """`top_k`, or POSTER_DEFAULT_TOP_K; 1 to the number of genres."""
+    k = service.settings.default_top_k if top_k is None else top_k
+    n = len(service.classifier.genres)
+    if not 1 <= k <= n:
+        raise InvalidParameter(f"top_k must be between 1 and {n}, got {k}.")
+    return k
+
+
+async def valid_genre(service: ServiceDep, genre: GenreQuery = None) -> int | None:
+    """The index of a genre named exactly as in /genres; None for "the most probable"."""
+    if genre is None:
+        return None
+    genres = service.classifier.genres
+    try:
+        return genres.index(genre)
+    except ValueError:
+        raise InvalidParameter(
+            f"Unknown genre {genre[:40]!r}; GET /genres lists the {len(genres)} names (case matters)."
+        ) from None
+
+
+TopK = Annotated[int, Depends(valid_top_k)]
+GenreIndex = Annotated[int | None, Depends(valid_genre)]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -108,10 +108,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings | None = None, classifier: GenreClassifier | None = None
+    settings: Settings | None = None,
+    classifier: GenreClassifier | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """Build the application; the model is loaded by the lifespan (unless one is given), never at
-    import."""
+    import. `routers`: routes beyond the service's own (upload routes declared with
+    `app.uploads.upload_route` get the same admission, limits and description)."""
     settings = settings or get_settings()
     metrics = ServiceMetrics()
     # Swagger UI and ReDoc from a maintained package's bundled assets: /docs works offline.
@@ -142,12 +145,13 @@ def create_app(
     if settings.metrics_port is None:
         app.include_router(health.metrics_router)
     app.include_router(page.router)
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     # Middleware: the last added runs first (outermost).
     app.add_middleware(
         BodyLimitMiddleware,
-        limits={"/predict/batch": settings.max_batch_upload_bytes},
-        default=settings.max_upload_bytes,
+        settings=settings,
         budget=body_budget,
         respond=lambda scope, exc: domain_error_response(
             exc, scope.get("state", {}).get("request_id", "")

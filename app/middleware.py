@@ -9,15 +9,16 @@ import time
 import uuid
 from collections.abc import Callable
 
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.body_budget import BodyBudget
+from app.config import Settings
 from app.errors import Overloaded, PayloadTooLarge
 from app.units import human_bytes
+from app.uploads import Upload, resolve_upload
 from poster_genres.errors import PosterGenresError
 
 access_log = logging.getLogger("app.access")
@@ -130,8 +131,8 @@ class BodyRefused(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Request bodies are bounded one by one (per path) and all together (`BodyBudget`), while
-    streaming, with or without Content-Length.
+    """Request bodies are bounded one by one (by upload route, `app.uploads`) and all together
+    (`BodyBudget`), while streaming, with or without Content-Length.
 
     A declared Content-Length over the limit (413 `payload_too_large`) or beyond what the budget
     has left (503 `overloaded`) is answered before any of the body is read, and the connection
@@ -141,22 +142,25 @@ class BodyLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        limits: dict[str, int],
-        default: int,
+        settings: Settings,
         budget: BodyBudget,
         respond: Callable[[Scope, PosterGenresError], Response],
     ) -> None:
         self.app = app
-        self.limits = limits
-        self.default = default
+        self.settings = settings
         self.budget = budget
         self.respond = respond
+
+    def _limit(self, scope: Scope) -> int:
+        """The declared upload route's limit; a poster's for any other route."""
+        upload = resolve_upload(scope)
+        return (upload or Upload()).body_limit(self.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(get_route_path(scope), self.default)
+        limit = self._limit(scope)
         declared = Headers(scope=scope).get("content-length", "")
         charged = 0
         if declared.isdigit():

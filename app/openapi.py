@@ -1,9 +1,10 @@
 """The OpenAPI schema, told exactly: what FastAPI cannot infer from the route signatures.
 
-/predict and /explain take a multipart form with a required, non-empty `file`, or a raw image body,
-so their signatures have an optional file; /explain's `genre` is one of the served model's genres;
-/predict/batch takes 1 to POSTER_MAX_BATCH_FILES files; `top_k` runs from 1 to the served model's
-genre count. Schema-valid requests are accepted.
+Every upload route (`app.uploads`) takes a required, non-empty poster: one as the multipart field
+`file` or as the raw body (so its signature has an optional file), or 1 to POSTER_MAX_BATCH_FILES
+posters as `files`. Its request body is written from its declaration, wherever it is mounted and
+whatever its path parameters. `top_k` runs from 1 to the served model's genre count, and `genre`
+is one of its genres, on any route that takes them. Schema-valid requests are accepted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+
+from app.uploads import Upload, declared_uploads
 
 POSTER_FILE: dict[str, Any] = {
     "type": "string",
@@ -29,6 +32,38 @@ def _top_k(n_genres: int | None) -> dict[str, Any]:
     return schema
 
 
+def _form_schema(upload: Upload, max_batch_files: int) -> dict[str, Any]:
+    if not upload.batch:
+        return {"type": "object", "required": ["file"], "properties": {"file": POSTER_FILE}}
+    files = {
+        "type": "array",
+        "items": POSTER_FILE,
+        "minItems": 1,
+        "maxItems": max_batch_files,
+        "description": "posters, in order",
+    }
+    return {"type": "object", "required": ["files"], "properties": {"files": files}}
+
+
+def _describe_upload(
+    operation: dict[str, Any], upload: Upload, max_batch_files: int, components: dict[str, Any]
+) -> None:
+    body = operation["requestBody"]
+    body["required"] = True
+    form = body["content"]["multipart/form-data"]
+    generated = form.get("schema", {}).get("$ref", "")
+    components.pop(generated.rsplit("/", 1)[-1], None)  # FastAPI's Body_<name>_<path>_post
+    form["schema"] = _form_schema(upload, max_batch_files)
+
+
+def _describe_parameters(operation: dict[str, Any], genres: list[str] | None) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter["name"] == "top_k":
+            parameter["schema"] = _top_k(len(genres) if genres else None)
+        elif parameter["name"] == "genre" and genres:
+            parameter["schema"] = {"type": "string", "enum": genres}
+
+
 def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str, Any]]:
     """A replacement for `app.openapi` that patches the generated schema once the model is known."""
 
@@ -38,47 +73,16 @@ def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str,
         schema = FastAPI.openapi(app)
         app.openapi_schema = None  # FastAPI cached the unpatched one; ours replaces it below
         service = getattr(app.state, "service", None)
-        n_genres = len(service.classifier.genres) if service is not None else None
-        single = schema["paths"]["/predict"]["post"]
-        explain = schema["paths"]["/explain"]["post"]
-        for operation in (single, explain):
-            operation["requestBody"]["required"] = True
-            operation["requestBody"]["content"]["multipart/form-data"]["schema"] = {
-                "type": "object",
-                "required": ["file"],
-                "properties": {"file": POSTER_FILE},
-            }
-        batch = schema["paths"]["/predict/batch"]["post"]
-        batch["requestBody"]["content"]["multipart/form-data"]["schema"] = {
-            "type": "object",
-            "required": ["files"],
-            "properties": {
-                "files": {
-                    "type": "array",
-                    "items": POSTER_FILE,
-                    "minItems": 1,
-                    "maxItems": max_batch_files,
-                    "description": "posters, in order",
-                }
-            },
-        }
-        for operation in (single, batch):
-            for parameter in operation.get("parameters", []):
-                if parameter["name"] == "top_k":
-                    parameter["schema"] = _top_k(n_genres)
-        if service is not None:
-            for parameter in explain.get("parameters", []):
-                if parameter["name"] == "genre":
-                    parameter["schema"] = {"type": "string", "enum": service.classifier.genres}
+        genres: list[str] | None = service.classifier.genres if service is not None else None
         components = schema.get("components", {}).get("schemas", {})
-        unused_bodies = (
-            "Body_predict_predict_post",
-            "Body_predict_batch_predict_batch_post",
-            "Body_explain_explain_post",
-        )
-        for unused in unused_bodies:
-            components.pop(unused, None)
-        if n_genres is not None:  # complete only once the model is loaded
+        for declared in declared_uploads():
+            operation = schema["paths"].get(declared.path, {}).get("post")
+            if operation is not None:  # declared, and served by this app
+                _describe_upload(operation, declared.upload, max_batch_files, components)
+        for path_item in schema["paths"].values():
+            for operation in path_item.values():
+                _describe_parameters(operation, genres)
+        if genres is not None:  # complete only once the model is loaded
             app.openapi_schema = schema
         return schema
 

@@ -20,10 +20,11 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
@@ -45,7 +46,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.app.state.service is not None:
-            self.app.state.service.drain()
+            self.app.state.service.gate.drain()
         if self.drain_delay_s <= 0 or self._pending is not None:
             if self._pending is not None:
                 self._pending.cancel()
@@ -97,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, routers: Sequence[APIRouter] = ()) -> int:
+    """Check the settings and the ports, then serve; `routers`: more routes for the app."""
     _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
@@ -115,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    return serve(settings)
+    return serve(settings, routers)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
     """Load the model (or fail in one line), then run uvicorn until a shutdown signal."""
     from app.logs import configure_logging
     from poster_genres.artifact import open_version, resolve_version_dir
@@ -149,7 +151,7 @@ def serve(settings: Settings) -> int:
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
-    app = create_app(settings, classifier)
+    app = create_app(settings, classifier, routers)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,48 +33,21 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.run import (
+from bench.harness import (
+    API_KEY,
     ROOT,
     RssSampler,
+    attack_target,
     checkout_of,
-    free_port,
     health_poller,
     load_posters,
     machine,
+    percentiles,
     rss_mb,
     stat_cpu_s,
 )
 
-KEY = "attack-bench-key-0123456789"
 SECTION = "## Attacks"
-
-
-@contextmanager
-def service(root: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {**os.environ, "POSTER_HOST": "127.0.0.1", "POSTER_PORT": str(port)}
-    env.update(POSTER_API_KEY=KEY, POSTER_LOG_LEVEL="WARNING", POSTER_DRAIN_DELAY_S="0")
-    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(360):
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.5)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def percentiles(latencies: list[float]) -> str:
-    if not latencies:
-        return "no polls"
-    failed = sum(1 for x in latencies if x == float("inf"))
-    ok = [x for x in latencies if x != float("inf")]
-    p50, p99 = (np.percentile(ok, q) * 1000 for q in (50, 99)) if ok else (float("nan"),) * 2
-    return f"{len(latencies)} polls, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {failed} failed"
 
 
 def ended(sock: socket.socket) -> str:
@@ -104,7 +74,7 @@ def keep_predicting(
             answer = httpx.post(
                 f"{url}/predict",
                 files={"file": ("p.jpg", poster)},
-                headers={"X-API-Key": KEY},
+                headers={"X-API-Key": API_KEY},
                 timeout=10,
             )
             statuses[answer.status_code] += 1
@@ -236,7 +206,7 @@ def amplification_files() -> dict[str, bytes]:
 
 def amplification(url: str, pid: int) -> list[tuple[str, int, int, float, float]]:
     rows = []
-    with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as client:
+    with httpx.Client(timeout=60, headers={"X-API-Key": API_KEY}) as client:
         for name, data in amplification_files().items():
             time.sleep(1.0)  # let the allocator settle
             before = rss_mb(pid)
@@ -298,20 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}
     if args.flood_against:
-        with checkout_of(args.flood_against) as checkout, service(checkout) as (url, process):
-            port = int(url.rsplit(":", 1)[1])
-            flood = body_flood(url, port, process.pid)
+        with checkout_of(args.flood_against) as checkout, attack_target(cwd=checkout) as target:
+            flood = body_flood(target.url, target.port, target.process.pid)
             result["flood_against"] = {args.flood_against: flood}
             print("flood against", args.flood_against, flood, flush=True)
-    with service() as (url, process):
-        port = int(url.rsplit(":", 1)[1])
+    with attack_target() as target:
+        url, port, pid = target.url, target.port, target.process.pid
         result["slowloris"] = slowloris(url, port)
         print("slowloris", result["slowloris"], flush=True)
-        result["anonymous"] = anonymous_uploads(url, port, process.pid)
+        result["anonymous"] = anonymous_uploads(url, port, pid)
         print("anonymous", result["anonymous"], flush=True)
-        result["flood"] = body_flood(url, port, process.pid)
+        result["flood"] = body_flood(url, port, pid)
         print("flood", result["flood"], flush=True)
-        rows = amplification(url, process.pid)
+        rows = amplification(url, pid)
         for row in rows:
             print("amplification", row, flush=True)
     text = report(result, rows)

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import io
 import multiprocessing
-import os
 import signal
 import socket
 import subprocess
@@ -23,9 +22,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,17 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.attack import KEY, percentiles
-from bench.run import (
+from bench.harness import (
+    API_KEY,
     ROOT,
     RssSampler,
+    Service,
+    attack_target,
     checkout_of,
-    free_port,
     health_poller,
     load_posters,
     machine,
+    percentiles,
     rss_mb,
     stat_cpu_s,
 )
@@ -57,62 +58,13 @@ of bad uploads with the key would. The 3264x3264 progressive JPEG is a legitimat
 decoding-work cap, decoded at nice 19.
 """
 MEMORY_LIMIT = 3 * 2**30
-AUTH = {"X-API-Key": KEY}
+AUTH = {"X-API-Key": API_KEY}
 
 
-@contextmanager
-def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
-    """A fresh memory cgroup limited to `limit_bytes`: the file to write a pid into."""
-    v1 = Path("/sys/fs/cgroup/memory")
-    base = v1 if v1.is_dir() else Path("/sys/fs/cgroup")
-    group = base / f"poster-attack-{os.getpid()}"
-    group.mkdir()
-    limit_file = "memory.limit_in_bytes" if base == v1 else "memory.max"
-    (group / limit_file).write_text(str(limit_bytes))
-    try:
-        yield group / "cgroup.procs"
-    finally:
-        for _ in range(50):
-            with contextlib.suppress(OSError):
-                group.rmdir()
-                break
-            time.sleep(0.2)
-
-
-@contextmanager
-def service(
-    root: Path, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m app` from `root` in a 3 GiB memory cgroup, ready."""
-    port = free_port()
-    full_env = {**os.environ, "POSTER_HOST": "127.0.0.1", "POSTER_PORT": str(port)}
-    full_env.update(POSTER_API_KEY=KEY, POSTER_LOG_LEVEL="WARNING", POSTER_DRAIN_DELAY_S="0")
-    full_env.update(env or {})
-    with memory_cgroup(MEMORY_LIMIT) as procs:
-        # The cgroup is joined before exec, so the limit applies from the first allocation and
-        # the service reads it as its own.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=root,
-            env=full_env,
-            preexec_fn=lambda: procs.write_text(str(os.getpid())),
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(360):
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.5)
-            yield url, process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:  # a decode thread that cannot be stopped
-                    process.kill()
-                    process.wait()
+def service(root: Path, settings: dict[str, str] | None = None) -> AbstractContextManager[Service]:
+    """`python -m app` from `root` in a 3 GiB memory cgroup, as the Kubernetes manifest's
+    container is; ready."""
+    return attack_target(settings, cwd=root, memory_limit_bytes=MEMORY_LIMIT)
 
 
 def closed_loop(
@@ -260,7 +212,7 @@ def stalled_uploads(
     idle = rss_mb(process.pid)
     size = 10 * 2**20
     head = (
-        f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: image/jpeg\r\n"
+        f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nContent-Type: image/jpeg\r\n"
         f"Content-Length: {size}\r\n\r\n"
     ).encode()
     body = b"\xff" * (size - 1)
@@ -362,7 +314,8 @@ def shutdown_race(root: Path) -> dict[str, Any]:
     """16 kept-alive clients calling /health/live back to back; SIGTERM (drain 2 s); what the
     requests sent after the signal got."""
     outcomes: Counter[str] = Counter()
-    with service(root, {"POSTER_DRAIN_DELAY_S": "2"}) as (url, process):
+    with service(root, {"POSTER_DRAIN_DELAY_S": "2"}) as target:
+        url, process = target.url, target.process
         signalled = threading.Event()
         stop = threading.Event()
 
@@ -399,8 +352,8 @@ def run_all(root: Path) -> dict[str, Any]:
     posters, _ = load_posters(limit=5)
     poster = posters[0]
     result: dict[str, Any] = {}
-    with service(root) as (url, process):
-        port = int(url.rsplit(":", 1)[1])
+    with service(root) as target:
+        url, port, process = target.url, target.port, target.process
         result["chunked"] = chunked_burn(url, port, process.pid, poster)
         print("chunked", result["chunked"], flush=True)
         result["spool"] = batch_spool(url, process)
@@ -410,8 +363,8 @@ def run_all(root: Path) -> dict[str, Any]:
         # Last: where a bomb is decoded, its thread cannot be stopped and would skew what follows.
         result["bombs"] = scan_bombs(url, process.pid, poster)
         print("bombs", result["bombs"], flush=True)
-    with service(root) as (url, process):
-        port = int(url.rsplit(":", 1)[1])
+    with service(root) as target:
+        url, port, process = target.url, target.port, target.process
         result["stalled"] = stalled_uploads(url, port, process, poster)
         print("stalled", result["stalled"], flush=True)
     result["shutdown"] = shutdown_race(root)

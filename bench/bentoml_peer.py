@@ -17,13 +17,24 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import subprocess
 import sys
-import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
+from bench.harness import (
+    ROOT,
+    TF_THREADS,
+    Row,
+    Service,
+    drive,
+    load_posters,
+    machine,
+    measure,
+    model_alone,
+    running,
+)
+from devkit.ports import free_port
 
 try:
     import bentoml
@@ -62,25 +73,13 @@ if bentoml is not None:
             ]
 
 
-def peer(model_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    from bench.run import ROOT, TF_THREADS
-
-    env = {**os.environ, **TF_THREADS, "PEER_MODEL_DIR": str(model_dir)}
+def peer(model_dir: Path) -> AbstractContextManager[Service]:
+    """The peer serving `model_dir` on a free loopback port, with the servers' thread settings."""
+    port = free_port()
     argv = [sys.executable, "-m", "bentoml", "serve", "bench.bentoml_peer:PosterGenres"]
     argv += ["--port", str(port), "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise RuntimeError("the BentoML peer never became ready")
+    env = {**TF_THREADS, "PEER_MODEL_DIR": str(model_dir)}
+    return running(argv, port, env, ready_path="/readyz", quiet=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,26 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("bentoml") is None:
         print('BentoML is not installed: pip install "bentoml>=1.4,<1.5" to run the peer')
         return 0
-    from bench.run import ROOT, Row, drive, load_posters, machine, measure, model_alone
     from poster_genres.artifact import resolve_version_dir
 
     shipped = resolve_version_dir(ROOT / "model_store", "poster-genres", None)
     posters, described = load_posters()
     ours = measure("shipped", "ours", shipped, posters, args.concurrency, args.duration)
-    port = 18990
     theirs = []
-    process = peer(shipped, port)
-    try:
-        url = f"http://127.0.0.1:{port}/predict"
+    with peer(shipped) as service:
+        url = f"{service.url}/predict"
         for concurrency in args.concurrency:
             asyncio.run(drive(url, posters, concurrency, 3.0, Row("w", "w", concurrency, 3.0)))
             row = Row("shipped", "BentoML 1.4", concurrency, args.duration)
             asyncio.run(drive(url, posters, concurrency, args.duration, row))
             print(row.line(), flush=True)
             theirs.append(row)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
     alone = model_alone(shipped, (1, 16))
     lines = [
         "",

@@ -9,14 +9,16 @@ difference, and images/s at batch 1 and 16 through the same compiled, fixed-shap
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.run import ROOT, load_posters, machine
+from bench.harness import ROOT, load_posters, machine
 from poster_genres.artifact import load_version, resolve_version_dir
 from poster_genres.preprocessing import INPUT_SHAPE, poster_to_input
 
@@ -32,7 +34,8 @@ def with_policy(config: object, policy: str) -> object:
     return config
 
 
-def compiled(model: keras.Model, batch: int):
+def compiled(model: keras.Model, batch: int) -> Any:
+    """The model's call on a fixed (batch, *INPUT_SHAPE) float32 shape, as a TensorFlow function."""
     return tf.function(
         lambda x: model(x, training=False),
         input_signature=[tf.TensorSpec((batch, *INPUT_SHAPE), tf.float32)],
@@ -51,7 +54,9 @@ def throughput(model: keras.Model, batch: int, seconds: float = 8.0) -> float:
     return batch * calls / (time.perf_counter() - started)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bfloat16", description=__doc__)
+    parser.parse_args(argv)  # no options: --help says what the run does before it starts
     shipped = resolve_version_dir(ROOT / "model_store", "poster-genres", None)
     float32 = load_version(shipped).model
     # Saved configs pin each layer's dtype policy, so a global policy alone would change nothing.

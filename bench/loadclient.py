@@ -100,26 +100,26 @@ async def drive(
                 status, keep = await asyncio.wait_for(_exchange(*connection, request), TIMEOUT_S)
             except TimeoutError:
                 row.timeouts += 1
-                connection = _closed(connection)
+                _close(connection)
+                connection = None
                 continue
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 row.connection_errors += 1
-                connection = _closed(connection)
+                _close(connection)
+                connection = None
                 await asyncio.sleep(0.05)
                 continue
             row.statuses[status] = row.statuses.get(status, 0) + 1
             if status == 200:
                 row.latencies.append(time.monotonic() - started)
             if not keep:
-                connection = _closed(connection)
-        _closed(connection)
+                _close(connection)
+                connection = None
+        _close(connection)
 
     await asyncio.gather(*(one_client(k) for k in range(concurrency)))
 
 
-def _closed(
-    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-) -> None:
+def _close(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
     if connection is not None:
         connection[1].close()
-    return None

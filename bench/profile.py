@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import (
+from bench.harness import (
     ROOT,
     TF_THREADS,
     Row,
@@ -90,7 +90,7 @@ def main_thread_inclusive(raw: Path, top: int = 15) -> list[tuple[str, int]]:
         r"[(/](app|starlette|fastapi|uvicorn|h11|multipart|python_multipart|pydantic)/"
     )
     # The frames around the whole loop (the server's main, uvicorn's runner) hold every sample.
-    everything = re.compile(r"app/__main__\.py|uvicorn/(_compat|server|main)\.py")
+    everything = re.compile(r"app/(__main__|server)\.py|uvicorn/(_compat|server|main)\.py")
     counts: collections.Counter[str] = collections.Counter()
     for thread, frames, count in stacks(raw):
         frames = [f for f in frames if not everything.search(f)]
@@ -113,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     posters, described = load_posters()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     have_py_spy = Path(py_spy).exists()
-    port = 18970
-    url = f"http://127.0.0.1:{port}/predict"
-    with tempfile.TemporaryDirectory() as folder, server("ours", shipped, port) as process:
+    with tempfile.TemporaryDirectory() as folder, server("ours", shipped) as service:
+        process, url = service.process, f"{service.url}/predict"
         asyncio.run(drive(url, posters, args.concurrency, 3.0, Row("w", "w", 1, 3.0)))
         raw = Path(folder) / "stacks.txt"
         before = thread_cpu(process.pid)
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     alone = model_alone(shipped, (16,))[16]
     cores = len(os.sched_getaffinity(0))
-    by_group: collections.Counter[str] = collections.Counter()
+    by_group: collections.defaultdict[str, float] = collections.defaultdict(float)
     for tid, (name, cpu) in after.items():
         by_group[group(tid, process.pid, name)] += cpu - before.get(tid, (name, 0.0))[1]
     requests = row.ok
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "| thread group | CPU s | share of server CPU | CPU ms per request |",
         "|---|---:|---:|---:|",
     ]
-    for name, cpu in by_group.most_common():
+    for name, cpu in sorted(by_group.items(), key=lambda item: item[1], reverse=True):
         if cpu < 0.05:
             continue
         lines.append(

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from keras import layers
 
-    from bench.run import load_posters
+    from bench.harness import load_posters
     from poster_genres.preprocessing import poster_to_input
     from training.efficientnet_lite import build_backbone
 

@@ -14,12 +14,11 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.run import (
+from bench.harness import (
     ROOT,
     SERVICE_BATCH_SIZES,
     Alone,
     Row,
-    free_port,
     load_posters,
     machine,
     measure,
@@ -55,7 +54,7 @@ SERVICES = (
 def cold_start_s(model_dir: Path, settings: dict[str, str]) -> float:
     """Seconds from process start to ready (the server context waits for /health/ready)."""
     started = time.perf_counter()
-    with server("ours", model_dir, free_port(), settings=settings):
+    with server("ours", model_dir, settings=settings):
         return time.perf_counter() - started
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.run import (
+from bench.harness import (
     ROOT,
     SERVICE_BATCH_SIZES,
     Row,
@@ -51,9 +51,8 @@ async def explain_loop(url: str, posters: list[bytes], rate: float, until: float
 def with_explanations(
     model_dir: Path, posters: list[bytes], duration_s: float, rate: float
 ) -> tuple[Row, list[int]]:
-    port = 18950
-    with server("ours", model_dir, port):
-        base = f"http://127.0.0.1:{port}"
+    with server("ours", model_dir) as service:
+        base = service.url
         asyncio.run(drive(f"{base}/predict", posters, 16, 3.0, Row("w", "w", 16, 3.0)))
         row = Row("shipped", "ours + /explain", 16, duration_s)
 

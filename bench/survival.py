@@ -8,13 +8,14 @@ Traffic goes to 127.0.0.1 only; both loops are bounded in count and time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
 import httpx
 import numpy as np
 
-from bench.run import (
+from bench.harness import (
     ROOT,
     Row,
     RssSampler,
@@ -55,19 +56,20 @@ def health_while_flooded(base: str, posters: list[bytes]) -> tuple[list[float], 
     return [x for x in latencies if x != float("inf")], row
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.survival", description=__doc__)
+    parser.parse_args(argv)  # no options: --help says what the run does before it starts
     posters, described = load_posters()
     from poster_genres.artifact import resolve_version_dir
 
     shipped = resolve_version_dir(ROOT / "model_store", "poster-genres", None)
-    port = 18850
-    with server("ours", shipped, port) as process:
-        base = f"http://127.0.0.1:{port}"
-        soak = sequential_soak(f"{base}/predict", process.pid, posters)
+    with server("ours", shipped) as service:
+        base = service.url
+        soak = sequential_soak(f"{base}/predict", service.process.pid, posters)
         print(
             f"1000 sequential: RSS {soak['start']:.0f} -> {soak['end']:.0f} MB, peak {soak['peak']:.0f}"
         )
-        with RssSampler(process.pid) as sampler:
+        with RssSampler(service.process.pid) as sampler:
             health, flood = health_while_flooded(base, posters)
     p50, p99 = (float(np.percentile(health, q) * 1000) for q in (50, 99))
     print(

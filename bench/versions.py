@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.run import ROOT, Row, load_posters, machine, measure
+from bench.harness import ROOT, Row, load_posters, machine, measure
 
 STORE = ROOT / "model_store" / "poster-genres"
 

@@ -1,6 +1,6 @@
 """deploy/compose.replicas.yml brought up for real with this machine's compose.
 
-    python deploy/compose_replicas_check.py
+    python -m deploy.compose_replicas_check      # from the project root
 
 The images must be built (make replicas-check builds them). Three replicas and the nginx balancer
 start on a free loopback port; once nginx answers ready, real posters are posted through it and
@@ -16,9 +16,10 @@ import time
 import urllib.request
 import uuid
 
-from compose import HOST_PORT_VARIABLE, REPLICAS_FILE, Compose, compose_command
-from docker_check import a_real_poster, free_port, predict
-from dockerlib import SERVICE, docker_bin
+from deploy.compose import HOST_PORT_VARIABLE, REPLICAS_FILE, Compose, compose_command
+from deploy.dockerlib import SERVICE, docker_bin, predict
+from devkit.dataset import first_poster
+from devkit.ports import free_port
 
 POSTS = 12
 
@@ -46,7 +47,7 @@ def main() -> int:
                     raise RuntimeError("nginx never answered ready") from None
                 time.sleep(0.5)
         ready_s = time.monotonic() - started
-        poster = a_real_poster()
+        poster = first_poster()
         versions = {str(predict(port, poster)["version"]) for _ in range(POSTS)}
         print(
             f"== {' '.join(command)} -f deploy/compose.replicas.yml: {len(replicas)} replicas and "

@@ -4,8 +4,9 @@
 #
 # Engine, compose and base image as in engine.sh (installed/started/stand-in when needed). Builds
 # with BuildKit (DOCKER_BUILDKIT=0 for the legacy builder; BOTH_BUILDERS=1 builds with each), then
-# deploy/docker_check.py brings docker-compose.yml up with each image, waits for healthy, predicts
-# a real poster, compares with the venv's scorer and stops it within the grace.
+# deploy/docker_check.py (`python -m deploy.docker_check`) brings docker-compose.yml up with each
+# image, waits for healthy, predicts a real poster, compares with the venv's scorer and stops it
+# within the grace.
 #   PYTHON=.venv/bin/python  IMAGE=poster-genres:2.2.0  MODEL_VERSION=(the Dockerfile's default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +51,5 @@ done
 # Earlier builds of these images left untagged: only ours (by label) are removed.
 "$DOCKER" image prune --force --filter label=org.opencontainers.image.title=poster-genres >/dev/null || true
 
-"$PYTHON" deploy/docker_check.py "$MODEL_VERSION" "slim=${IMAGE#*:}" "keras=${IMAGE#*:}-keras"
+"$PYTHON" -m deploy.docker_check "$MODEL_VERSION" "slim=${IMAGE#*:}" "keras=${IMAGE#*:}-keras"
 echo "== docker-check passed in $(($(date +%s) - t0)) s"

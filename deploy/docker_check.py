@@ -1,6 +1,6 @@
 """Bring docker-compose.yml up with this machine's compose, and check the image serves.
 
-    python deploy/docker_check.py MODEL_VERSION slim=TAG [keras=TAG]
+    python -m deploy.docker_check MODEL_VERSION slim=TAG [keras=TAG]   # from the project root
 
 For each image target, the compose file itself runs the built image (the v2 plugin, or Debian's
 docker-compose 1.29 where there is none) on a free loopback port: its size and cold start;
@@ -15,20 +15,17 @@ happens.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from compose import (
+from deploy.compose import (
     COMPOSE_FILE,
     HOST_PORT_VARIABLE,
     IMAGE_TAG_VARIABLE,
@@ -36,55 +33,22 @@ from compose import (
     Compose,
     compose_command,
 )
-from dockerlib import (
+from deploy.dockerlib import (
     PROJECT,
     SERVICE,
     compose_service,
     docker,
     docker_bin,
+    predict,
     ready_time,
     seconds,
     started_time,
     state,
     wait_healthy,
 )
-
+from devkit.dataset import first_poster
+from devkit.ports import free_port
 from poster_genres.decision import SHOWN_DECIMALS, shown
-
-DATA = PROJECT.parent / "shared" / "data" / "Multi_Label_dataset"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def a_real_poster() -> Path:
-    with (DATA / "train.csv").open(newline="") as handle:
-        first = next(csv.DictReader(handle))["Id"]
-    return DATA / "Images" / f"{first}.jpg"
-
-
-def predict(port: int, poster: Path) -> dict[str, object]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{poster.name}"\r\n'
-            f"Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + poster.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict",
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        result: dict[str, object] = json.loads(answer.read())
-        return result
 
 
 def exact_in_venv(poster: Path, version: str, runtime: str) -> list[str]:
@@ -202,11 +166,11 @@ def check_target(target: str, tag: str, version: str, command: list[str]) -> lis
         missing = restrictions_applied(name, service)
         print("   restrictions: " + ("; ".join(missing) if missing else "all applied"))
         failures += [f"compose did not apply {m}" for m in missing]
-        poster = a_real_poster()
+        poster = first_poster()
         answer = predict(port, poster)
-        served = {p["genre"]: p["probability"] for p in answer["probabilities"]}  # type: ignore[attr-defined]
-        print(f"   /predict {poster.name}: version {answer['version']}, predicted "
-              f"{[p['genre'] for p in answer['predicted']]}")  # type: ignore[attr-defined]  # fmt: skip
+        served = {p["genre"]: p["probability"] for p in answer["probabilities"]}
+        predicted = [p["genre"] for p in answer["predicted"]]
+        print(f"   /predict {poster.name}: version {answer['version']}, predicted {predicted}")
         if answer["version"] != version:
             failures.append(f"served version {answer['version']}, expected {version}")
         outside = exact_in_venv(poster, version, "auto")

@@ -35,7 +35,7 @@ build "$BALANCER_IMAGE" deploy/nginx
 "$DOCKER" image prune --force --filter label=org.opencontainers.image.title=poster-genres >/dev/null || true
 
 echo "== replicas: $MODEL_VERSION x 3, then rolled to $OTHER_VERSION"
-timeout 600 "$PYTHON" deploy/replicas_check.py "$IMAGE" "$OTHER_IMAGE" "$BALANCER_IMAGE"
+timeout 600 "$PYTHON" -m deploy.replicas_check "$IMAGE" "$OTHER_IMAGE" "$BALANCER_IMAGE"
 # The same images through deploy/compose.replicas.yml itself, with this machine's compose.
-"$PYTHON" deploy/compose_replicas_check.py
+"$PYTHON" -m deploy.compose_replicas_check
 echo "== replicas-check passed in $(($(date +%s) - t0)) s"

@@ -1,6 +1,6 @@
 """Three replicas of the real image behind nginx, under steady load, while replicas fail and change.
 
-    python deploy/replicas_check.py IMAGE OTHER_IMAGE BALANCER_IMAGE
+    python -m deploy.replicas_check IMAGE OTHER_IMAGE BALANCER_IMAGE   # from the project root
 
 On one Docker network the replicas answer to the name `poster-genres` through Docker's embedded
 DNS (the same as `deploy.replicas: 3` in deploy/compose.replicas.yml), each run with
@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
-from dockerlib import compose_service, docker, run_flags, wait_healthy
+from deploy.dockerlib import compose_service, docker, run_flags, wait_healthy
+from devkit.dataset import first_poster
+from devkit.ports import free_port
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Multi_Label_dataset"
 WORKERS = 4
 DEADLINE_S = 420
 MAX_REQUESTS = 50_000
@@ -118,10 +119,12 @@ class Load:
 
 
 class Cluster:
-    def __init__(self, service: dict[str, object]) -> None:
+    """The replicas and the balancer of one run, on networks of their own."""
+
+    def __init__(self, service: dict[str, Any]) -> None:
         self.tag = f"pg-replicas-{uuid.uuid4().hex[:6]}"
         self.network, self.staging = self.tag, f"{self.tag}-staging"
-        self.flags = run_flags(service)  # type: ignore[arg-type]
+        self.flags = run_flags(service)
         self.containers: list[str] = []
         self.serial = 0
         self.joined: list[tuple[str, float]] = []  # (address, when it joined the name)
@@ -168,13 +171,6 @@ class Cluster:
             docker("network", "rm", network, check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def wait_balancer(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,96 +211,159 @@ def attempts(
     return retried, early
 
 
-def main() -> int:
-    image, other_image, balancer_image = sys.argv[1:4]
-    started = time.monotonic()
-    poster_id = (DATA / "train.csv").read_text().splitlines()[1].split(",")[0]
-    poster = (DATA / "Images" / f"{poster_id}.jpg").read_bytes()
-    cluster = Cluster(compose_service())
-    port = free_port()
-    timeline: list[str] = []
-    failures: list[str] = []
+@dataclass(frozen=True)
+class Images:
+    """The images of a run (replicas-check.sh builds them)."""
+
+    image: str  # the model version the replicas start with
+    other: str  # the version they are rolled to
+    balancer: str
+
+
+@dataclass
+class Run:
+    """One run of the scenarios: each step below is one scenario, in the order `scenarios` runs
+    them; each event is printed with its time as it happens, failures are kept for the end."""
+
+    images: Images
+    cluster: Cluster
+    port: int
+    started: float = field(default_factory=time.monotonic)
+    failures: list[str] = field(default_factory=list)
     load: Load | None = None
+    balancer: str = ""
 
-    def mark(text: str) -> None:
-        line = f"{time.monotonic() - started:6.1f} s  {text}"
-        timeline.append(line)
-        print(f"   {line}", flush=True)
+    def mark(self, text: str) -> None:
+        print(f"   {time.monotonic() - self.started:6.1f} s  {text}", flush=True)
 
-    def settle(seconds: float = SETTLE_S) -> None:
-        if time.monotonic() - started > DEADLINE_S:
+    def settle(self, seconds: float = SETTLE_S) -> None:
+        """Keep the load on for `seconds`; fails past the overall deadline."""
+        if time.monotonic() - self.started > DEADLINE_S:
             raise RuntimeError(f"over the {DEADLINE_S} s deadline")
         time.sleep(seconds)
 
-    balancer = ""
-    try:
-        cluster.up()
-        replicas = [cluster.replica(image) for _ in range(3)]
-        cluster.join_when_healthy(*replicas)
-        mark(f"3 replicas of {image} healthy")
-        balancer = cluster.balancer(balancer_image, port)
-        wait_balancer(port)
-        load = Load(port, poster)
-        load.start()
-        mark(f"load: {WORKERS} concurrent clients on 127.0.0.1:{port}")
-        settle(10)
+    def baseline(self, poster: bytes) -> list[str]:
+        """3 replicas of the image joined, the balancer up, the load on it: the replicas."""
+        self.cluster.up()
+        replicas = [self.cluster.replica(self.images.image) for _ in range(3)]
+        self.cluster.join_when_healthy(*replicas)
+        self.mark(f"3 replicas of {self.images.image} healthy")
+        self.balancer = self.cluster.balancer(self.images.balancer, self.port)
+        wait_balancer(self.port)
+        self.load = Load(self.port, poster)
+        self.load.start()
+        self.mark(f"load: {WORKERS} concurrent clients on 127.0.0.1:{self.port}")
+        self.settle(10)
+        return replicas
 
-        load.enter("sigterm")
-        mark("docker stop (SIGTERM) replica 1")
-        docker("stop", replicas[0], timeout=60)
-        mark("replica 1 exited")
-        settle()
+    def sigterm(self, replica: str) -> None:
+        self.enter("sigterm")
+        self.mark("docker stop (SIGTERM) replica 1")
+        docker("stop", replica, timeout=60)
+        self.mark("replica 1 exited")
+        self.settle()
 
-        load.enter("sigkill")
-        mark("docker kill (SIGKILL) replica 2")
-        docker("kill", replicas[1])
-        settle()
+    def sigkill(self, replica: str) -> None:
+        self.enter("sigkill")
+        self.mark("docker kill (SIGKILL) replica 2")
+        docker("kill", replica)
+        self.settle()
 
-        load.enter("restore")
-        fresh = [cluster.replica(image), cluster.replica(image)]
-        cluster.join_when_healthy(*fresh)
-        mark("2 fresh replicas healthy and joined")
-        settle()
-        for name in replicas[:2]:
+    def restore(self, gone: list[str]) -> list[str]:
+        """Two fresh replicas of the image joined, then the `gone` ones removed: the fresh ones."""
+        self.enter("restore")
+        fresh = [self.cluster.replica(self.images.image) for _ in range(2)]
+        self.cluster.join_when_healthy(*fresh)
+        self.mark("2 fresh replicas healthy and joined")
+        self.settle()
+        for name in gone:
             docker("rm", "--force", name, check=False)
-        serving = [replicas[2], *fresh]
+        return fresh
 
-        load.enter("rolling")
+    def rolling(self, serving: list[str]) -> None:
+        """Each of `serving` replaced in turn: the new one joins when healthy, then the old one
+        is stopped (SIGTERM)."""
+        self.enter("rolling")
         for number, old in enumerate(serving, 1):
-            new = cluster.replica(other_image)
-            cluster.join_when_healthy(new)
-            mark(f"rolling {number}/3: new replica of {other_image} healthy and joined")
+            new = self.cluster.replica(self.images.other)
+            self.cluster.join_when_healthy(new)
+            self.mark(f"rolling {number}/3: new replica of {self.images.other} healthy and joined")
             docker("stop", old, timeout=60)
-            mark(f"rolling {number}/3: old replica stopped (SIGTERM)")
-        load.enter("after")
-        settle()
-        mark("done")
-    except Exception as exc:
-        failures.append(str(exc))
-    finally:
-        if load is not None:
-            load.finish()
-        retried, early = attempts(balancer, load, cluster.joined) if balancer and load else ({}, 0)
-        cluster.down()
+            self.mark(f"rolling {number}/3: old replica stopped (SIGTERM)")
 
-    if load is not None:
-        print("   client outcomes by scenario (and model versions answering):")
-        for scenario, outcomes in load.outcomes.items():
-            versions = dict(load.versions[scenario])
-            print(f"     {scenario:9} {dict(outcomes)}  versions {versions}")
-            for outcome, count in outcomes.items():
-                if outcome != "200":
-                    failures.append(f"{scenario}: {count} x {outcome}")
-        old_version = next(iter(load.versions["baseline"]), None)
-        if old_version and old_version in load.versions.get("after", {}):
-            failures.append(f"{old_version} still answering after the rolling replacement")
+    def after(self) -> None:
+        self.enter("after")
+        self.settle()
+        self.mark("done")
+
+    def enter(self, scenario: str) -> None:
+        if self.load is not None:
+            self.load.enter(scenario)
+
+    def scenarios(self, poster: bytes) -> None:
+        """Every scenario in order; the first failure ends the run and is recorded."""
+        try:
+            replicas = self.baseline(poster)
+            self.sigterm(replicas[0])
+            self.sigkill(replicas[1])
+            fresh = self.restore(replicas[:2])
+            self.rolling([replicas[2], *fresh])
+            self.after()
+        except Exception as exc:
+            self.failures.append(str(exc))
+
+    def tear_down(self) -> tuple[dict[str, Counter[str]], int]:
+        """The load stopped, nginx's log read (see `attempts`), everything removed."""
+        try:
+            if self.load is not None:
+                self.load.finish()
+            if self.balancer and self.load is not None:
+                return attempts(self.balancer, self.load, self.cluster.joined)
+            return {}, 0
+        finally:
+            self.cluster.down()
+
+
+def client_failures(load: Load) -> list[str]:
+    """Prints what the clients got per scenario; every answer but a 200 is a failure, and so is
+    the first version still answering after the rolling replacement."""
+    failures = []
+    print("   client outcomes by scenario (and model versions answering):")
+    for scenario, outcomes in load.outcomes.items():
+        versions = dict(load.versions[scenario])
+        print(f"     {scenario:9} {dict(outcomes)}  versions {versions}")
+        for outcome, count in outcomes.items():
+            if outcome != "200":
+                failures.append(f"{scenario}: {count} x {outcome}")
+    old_version = next(iter(load.versions["baseline"]), None)
+    if old_version and old_version in load.versions.get("after", {}):
+        failures.append(f"{old_version} still answering after the rolling replacement")
+    return failures
+
+
+def balancer_failures(retried: dict[str, Counter[str]], early: int) -> list[str]:
+    """Prints nginx's retries per scenario; an attempt that reached a replica before it was
+    healthy is a failure."""
     print("   nginx attempts retried on another replica, by scenario and kind:")
     for scenario, counts in retried.items():
         print(f"     {scenario:9} {dict(counts)}")
     print(f"   attempts sent to an address before a healthy replica joined with it: {early}")
-    if early:
-        failures.append(f"{early} attempts reached a replica before it was healthy")
-    print(f"   total {time.monotonic() - started:.0f} s")
+    return [f"{early} attempts reached a replica before it was healthy"] if early else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    image, other, balancer = (sys.argv[1:] if argv is None else argv)[:3]
+    run = Run(Images(image, other, balancer), Cluster(compose_service()), free_port())
+    poster = first_poster().read_bytes()
+    try:
+        run.scenarios(poster)
+    finally:
+        retried, early = run.tear_down()
+    failures = run.failures
+    if run.load is not None:
+        failures += client_failures(run.load)
+    failures += balancer_failures(retried, early)
+    print(f"   total {time.monotonic() - run.started:.0f} s")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import shown
 from poster_genres.errors import PosterGenresError
-from poster_genres.preprocessing import decode_poster, to_model_pixels
+from poster_genres.pipeline import PosterPipeline, PreparedPoster, Scored
 from scorer.shards import atomic_output
 
 
@@ -63,10 +63,10 @@ class RowWriter:
             record = {"file": name, "error": {"code": code, "message": message}}
             self.handle.write(json.dumps(record) + "\n")
 
-    def scored(self, name: str, probs: np.ndarray, classifier: GenreClassifier, top_k: int) -> None:
-        decision = classifier.decide(probs, top_k)
+    def scored(self, name: str, scored: Scored) -> None:
+        decision = scored.decision
         predicted = [g for g, _ in decision.predicted]
-        values = [self.value(p) for p in probs]
+        values = [self.value(p) for p in scored.probabilities]
         if self.csv:
             self.csv.writerow([name, "|".join(predicted), "", *values])
             return
@@ -89,10 +89,6 @@ def _chunks(items: list[tuple[str, Path]], size: int) -> Iterator[list[tuple[str
         yield items[start : start + size]
 
 
-def _read(path: Path) -> np.ndarray:
-    return to_model_pixels(decode_poster(path.read_bytes()).image)
-
-
 def score_posters(
     classifier: GenreClassifier,
     items: list[tuple[str, Path]],
@@ -110,22 +106,22 @@ def score_posters(
         tqdm(total=len(items), unit="poster", disable=not progress, file=sys.stderr) as bar,
     ):
         writer = RowWriter(handle, out.suffix.lower() == ".csv", classifier.genres, full_precision)
+        pipeline = PosterPipeline(classifier)
         for chunk in _chunks(items, classifier.max_batch):
-            inputs: list[np.ndarray] = []
-            outcomes: list[int | tuple[str, str]] = []  # index into inputs, or (code, message)
+            prepared: list[PreparedPoster] = []
+            outcomes: list[int | tuple[str, str]] = []  # index into prepared, or (code, message)
             for _, path in chunk:
                 try:
-                    inputs.append(_read(path))
-                    outcomes.append(len(inputs) - 1)
+                    prepared.append(pipeline.prepare_file(path))
+                    outcomes.append(len(prepared) - 1)
                 except PosterGenresError as exc:
                     outcomes.append((exc.code, exc.message))
                 except OSError as exc:
                     outcomes.append(("unreadable_file", exc.strerror or str(exc)))
-            probabilities = classifier.predict(np.stack(inputs)) if inputs else None
+            scored = pipeline.score(prepared, top_k)
             for (name, _), outcome in zip(chunk, outcomes, strict=True):
                 if isinstance(outcome, int):
-                    assert probabilities is not None
-                    writer.scored(name, probabilities[outcome], classifier, top_k)
+                    writer.scored(name, scored[outcome])
                     summary.scored += 1
                 else:
                     writer.error(name, *outcome)

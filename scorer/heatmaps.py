@@ -9,8 +9,7 @@ from tqdm import tqdm
 
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import PosterGenresError
-from poster_genres.heatmap import overlay, png_bytes
-from poster_genres.preprocessing import decode_poster, to_model_pixels
+from poster_genres.pipeline import PosterPipeline, render_overlay
 
 
 def heatmap_path(folder: Path, name: str, genre: str) -> Path:
@@ -31,15 +30,16 @@ def write_heatmaps(
     """One overlay PNG per readable poster, for its most probable genre, from the explainer of
     the classifier's runtime; returns how many."""
     explainer = classifier.explainer()
+    pipeline = PosterPipeline(classifier)
     written = 0
     for name, path in tqdm(items, unit="heatmap", disable=not progress, file=sys.stderr):
         try:
-            decoded = decode_poster(path.read_bytes())
+            poster = pipeline.prepare_file(path)
         except (PosterGenresError, OSError):
             continue  # the scores file already says why
-        genre_map = explainer.explain(to_model_pixels(decoded.image))
+        genre_map = explainer.explain(poster.pixels)
         out = heatmap_path(folder, name, classifier.genres[genre_map.genre_index])
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(png_bytes(overlay(decoded.image, genre_map.grid)))
+        out.write_bytes(render_overlay(poster.decoded, genre_map).png)
         written += 1
     return written

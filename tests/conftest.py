@@ -22,13 +22,14 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
+from devkit.dataset import DATASET
 
 if TYPE_CHECKING:  # training imports Keras: only the fixtures that train load it
     from training.train import TrainConfig
 
 TINY_GENRES = ["Action", "Comedy", "Drama", "N/A"]
 SLOW_TEST_TIMEOUT_S = 600
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Multi_Label_dataset"
+REAL_DATA = DATASET
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,13 +15,9 @@ from typing import IO
 
 import httpx
 
+from devkit.ports import free_port
+
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(
@@ -63,8 +58,10 @@ def start_service(
     stderr: IO[str] | int,
     prefix: Sequence[str] = (),
     inherit_env: bool = True,
+    module: str = "app",
 ) -> subprocess.Popen[str]:
-    """`python -m app` serving `store` on 127.0.0.1:`port`, started and not waited for."""
+    """`python -m app` (or another `module` that serves the same way) serving `store` on
+    127.0.0.1:`port`, started and not waited for."""
     base = dict(os.environ) if inherit_env else {"PATH": os.environ["PATH"]}
     full_env = {
         **base,
@@ -75,7 +72,7 @@ def start_service(
         "POSTER_DRAIN_DELAY_S": "0",
         **(env or {}),
     }
-    argv = [*prefix, sys.executable, "-m", "app"]
+    argv = [*prefix, sys.executable, "-m", module]
     return subprocess.Popen(argv, cwd=PROJECT, env=full_env, stderr=stderr, text=True)
 
 
@@ -86,13 +83,14 @@ def running_service(
     *,
     prefix: Sequence[str] = (),
     inherit_env: bool = True,
+    module: str = "app",
 ) -> Iterator[RunningService]:
     """`python -m app` on a free loopback port serving `store`; stopped (and reaped) afterwards."""
     port = free_port()
     # The log goes to a file the test can read afterwards (`RunningService.stderr`).
     with tempfile.TemporaryFile("w+") as log:
         process = start_service(
-            store, port, env, stderr=log, prefix=prefix, inherit_env=inherit_env
+            store, port, env, stderr=log, prefix=prefix, inherit_env=inherit_env, module=module
         )
         url = f"http://127.0.0.1:{port}"
         try:

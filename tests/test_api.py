@@ -353,7 +353,7 @@ def test_api_key_when_configured(tiny_store: Path) -> None:
 def test_draining_service_refuses_work_and_fails_readiness(tiny_store: Path) -> None:
     app = create_app(make_settings(tiny_store))
     with TestClient(app) as draining:
-        app.state.service.drain()
+        app.state.service.gate.drain()
         ready = draining.get("/health/ready")
         assert ready.status_code == 503 and ready.json()["status"] == "draining"
         assert draining.get("/health/live").status_code == 200
@@ -382,15 +382,15 @@ def test_model_exception_is_a_clean_500_and_the_next_request_succeeds(tiny_store
 def test_a_decode_that_outlasts_the_deadline_is_a_503_in_time(
     tiny_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.service
+    import poster_genres.pipeline
 
-    real = app.service.decode_poster
+    real = poster_genres.pipeline.decode_poster
 
     def stuck(data: bytes, **options: object) -> object:
         time.sleep(1.5)
         return real(data, **options)  # type: ignore[arg-type]  # options pass through
 
-    monkeypatch.setattr(app.service, "decode_poster", stuck)
+    monkeypatch.setattr(poster_genres.pipeline, "decode_poster", stuck)
     application = create_app(make_settings(tiny_store, request_deadline_s=0.3))
     with TestClient(application, raise_server_exceptions=False) as slow:
         started = time.monotonic()
@@ -460,15 +460,15 @@ def test_batches_hold_at_most_their_share_of_the_queue(tiny_store: Path) -> None
     settings = make_settings(tiny_store, max_queue=8, max_batch_share=0.5, max_batch_files=4)
     with TestClient(create_app(settings)) as shared:
         service = shared.app.state.service  # type: ignore[attr-defined]  # a FastAPI app
-        held = service.hold_batch_places(1)
+        held = service.gate.hold_batch_places(1)
         files = [("files", (f"p{i}.jpg", POSTER)) for i in range(2)]
         # A batch holds POSTER_MAX_BATCH_FILES places from its headers: 1 + 4 > 4.
         assert_error(shared.post("/predict/batch", files=files), 503, "overloaded")
         assert predict(shared).status_code == 200  # single posters keep their places
         held.release()
-        counted = service.hold_batch_places(4)
+        counted = service.gate.hold_batch_places(4)
         counted.keep(1)  # its files are counted: one
-        service.hold_batch_places(3).release()  # the other three are free again
+        service.gate.hold_batch_places(3).release()  # the other three are free again
         counted.release()
         files = [("files", (f"p{i}.jpg", POSTER)) for i in range(4)]
         assert shared.post("/predict/batch", files=files).status_code == 200  # released

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.ports import free_port
 from tests.conftest import IN_CI
-from tests.service_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

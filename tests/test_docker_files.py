@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy import compose as composelib
+from deploy import dockerlib
 from tests.conftest import IN_CI
 
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT / "deploy"))
-
-import compose as composelib  # noqa: E402  # deploy/ is scripts, not a package
-import dockerlib  # noqa: E402
 
 
 def compose(path: str) -> dict[str, Any]:

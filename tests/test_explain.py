@@ -135,29 +135,33 @@ def test_limits_and_the_key_are_those_of_predict(tiny_store: Path) -> None:
         assert_error(answer, 422, "image_too_large")
 
 
-def test_explanations_beyond_their_share_are_refused_at_once(tiny_store: Path) -> None:
-    app = create_app(make_settings(tiny_store, max_explanations=1))
-    with TestClient(app) as one:
-        service = app.state.service
-        service._explain_time = TimeShare(1.0, burst_s=3600)  # only the concurrency cap here
+def test_explanations_beyond_their_share_are_refused_at_once(
+    tiny_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.service
+
+    app_ = create_app(make_settings(tiny_store, max_explanations=1))
+    with TestClient(app_) as one:
+        service = app_.state.service
+        service.gate._explain_time = TimeShare(1.0, burst_s=3600)  # only the concurrency cap here
         release = threading.Event()
-        real = service._render
+        real = app.service.render_overlay
 
         def slow(*args: object) -> object:  # held while drawing, after the model's part
             release.wait(10)
-            return real(*args)
+            return real(*args)  # type: ignore[arg-type]  # arguments pass through
 
-        service._render = slow
+        monkeypatch.setattr(app.service, "render_overlay", slow)
         try:
             with_portal = one.portal  # the app's own event loop
             first = with_portal.start_task_soon(
                 lambda: asyncio.wait_for(service.explain(POSTER, None), 20)
             )
             for _ in range(200):
-                if service.explanations_full:
+                if service.gate.explanations_full:
                     break
                 threading.Event().wait(0.01)
-            assert service.explanations_full
+            assert service.gate.explanations_full
             assert_error(explain(one), 503, "overloaded")
             assert predict(one).status_code == 200  # /predict goes on meanwhile
         finally:
@@ -172,9 +176,9 @@ def test_explanations_past_their_share_of_the_time_wait_for_it(tiny_store: Path)
     app = create_app(make_settings(tiny_store))
     with TestClient(app) as client:
         service = app.state.service
-        service._explain_time = TimeShare(0.2, burst_s=1e-9, clock=lambda: now[0])
+        service.gate._explain_time = TimeShare(0.2, burst_s=1e-9, clock=lambda: now[0])
         assert explain(client).status_code == 200
-        owed = service._explain_time._owed
+        owed = service.gate._explain_time._owed
         assert owed > 0  # the explanation's duration
         refused = explain(client)
         assert_error(refused, 503, "overloaded")

@@ -124,7 +124,7 @@ def jpeg_claiming(size: tuple[int, int], data_size: tuple[int, int] = (400, 600)
 
 
 def test_a_jpeg_whose_data_ends_before_its_declared_size_is_invalid_not_grey() -> None:
-    """libjpeg fills the missing part with grey and only warns; the README promises 400."""
+    """libjpeg fills the missing part with grey and only warns; docs/api.md promises 400."""
     assert decode_poster(jpeg_claiming((400, 600))).width == 400  # the header unchanged: decodes
     with pytest.raises(InvalidImage, match=r"declares 4000x4000 pixels but its data ends"):
         decode_poster(jpeg_claiming((4000, 4000)))

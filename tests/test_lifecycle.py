@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.ports import free_port
 from tests.conftest import poster_bytes
-from tests.service_process import free_port, running_service, start_service
+from tests.service_process import running_service, start_service
 
 pytestmark = pytest.mark.slow
 

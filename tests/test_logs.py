@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from app.logs import DroppingQueueHandler
-from tests.service_process import free_port, start_service, wait_ready
+from devkit.ports import free_port
+from tests.service_process import start_service, wait_ready
 
 
 def test_a_full_queue_drops_records_and_reports_how_many() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.ports import free_port
 from poster_genres.artifact import load_version, resolve_version_dir
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
@@ -69,7 +70,7 @@ def test_genres_json_disagreeing_with_metadata(broken_store: Path) -> None:
 def run_service(
     store: Path, extra: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POSTER_MODEL_STORE": str(store), "POSTER_PORT": "18765", **extra}
+    env = {**os.environ, "POSTER_MODEL_STORE": str(store), "POSTER_PORT": str(free_port()), **extra}
     return subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=PROJECT,

@@ -137,7 +137,7 @@ def test_readiness_and_worker_gauges_follow_the_service(tiny_store: Path) -> Non
         assert value(found, "poster_ready") == 0.0
         assert value(found, "poster_batch_worker_up") == 0.0
         app.state.service.batcher._failure = None
-        app.state.service.drain()
+        app.state.service.gate.drain()
         found = samples(client.get("/metrics").text)
         assert value(found, "poster_ready") == 0.0
         assert value(found, "poster_batch_worker_up") == 1.0

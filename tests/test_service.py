@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import app.service as service_module
+import poster_genres.pipeline as pipeline_module
 from app.metrics import ServiceMetrics
 from app.service import PredictionService
 from tests.conftest import make_settings
@@ -43,14 +43,14 @@ def test_a_request_cancelled_while_waiting_for_a_decode_slot_is_never_decoded(
 ) -> None:
     decoded: list[bytes] = []
     release = threading.Event()
-    real = service_module.decode_poster
+    real = pipeline_module.decode_poster
 
     def recording(data: bytes, **options: object) -> object:
         decoded.append(data)
         release.wait(5)
         return real(data, **options)  # type: ignore[arg-type]  # options pass through
 
-    monkeypatch.setattr(service_module, "decode_poster", recording)
+    monkeypatch.setattr(pipeline_module, "decode_poster", recording)
 
     async def scenario() -> None:
         settings = make_settings(tiny_store, decode_workers=1)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.ports import free_port
 from tests.cli_process import run_without_tensorflow
-from tests.service_process import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_a_lower_case_log_level_is_accepted() -> None:
 @pytest.mark.slow
 def test_a_corrupt_model_is_one_line(broken_store: Path) -> None:
     (broken_store / "poster-genres" / "tiny" / "model.keras").write_bytes(b"garbage")
-    result = start({"POSTER_MODEL_STORE": str(broken_store), "POSTER_PORT": "18766"})
+    result = start({"POSTER_MODEL_STORE": str(broken_store), "POSTER_PORT": str(free_port())})
     assert_plain(result, 1, "cannot serve:", "model.keras: SHA-256")
 
 

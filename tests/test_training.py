@@ -213,7 +213,7 @@ def test_saved_model_carries_no_optimizer_state(tiny_version: Path) -> None:
 def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Path) -> None:
     import shutil
 
-    from training.card import END, START, model_card, replace_in_readme
+    from training.card import END, START, model_card, write_card
 
     version = tmp_path / "v"
     shutil.copytree(tiny_version, version)
@@ -223,11 +223,16 @@ def test_model_card_is_generated_from_metadata(tmp_path: Path, tiny_version: Pat
     assert f"| {recorded['model']['mAP']:.3f} |" in card
     assert "label prior" in card and "seed (`compact`, same split)" in card
     assert "python -m training train --arch compact --epochs 3" in card
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{START}\nSTALE-CARD\n{END}\noutro\n")
-    replace_in_readme(readme, card)
-    text = readme.read_text()
+    page = tmp_path / "docs" / "model-card.md"
+    write_card(version, page)  # a new page: a title, then the card between the markers
+    assert page.read_text().startswith("# Model card") and START in page.read_text()
+    page.write_text(f"intro\n{START}\nSTALE-CARD\n{END}\noutro\n")
+    write_card(version, page)  # an existing page: only the text between the markers changes
+    text = page.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE-CARD" not in text
+    assert f"{START}\n{model_card(version, page_dir=page.parent)}\n{END}" in text
+    if "reliability.png" in card:  # figures are linked from the page's folder
+        assert "(../v/reliability.png)" in text
 
 
 def test_fine_tuning_a_model_without_a_pretrained_backbone_fails_before_any_work(

@@ -13,7 +13,7 @@
   MBConv block, the 1x1 head convolution and the Dense: the top 5 layers with weights).
 
 Posters: the shipped version's own test split (never trained on), first by Id. Used by the test
-suite (tests/test_explain_real.py) and for the README's figures.
+suite (tests/test_explain_real.py) and for the figures in docs/explanations.md.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from devkit.dataset import IMAGES, PROJECT
 from poster_genres.preprocessing import pixels_to_input
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "Multi_Label_dataset"
 FRACTION = 0.2
 RANDOM_MASKS = 10
 
@@ -124,11 +123,7 @@ def deletion(
         rng.choice(grid.size, size=count, replace=False) for _ in range(RANDOM_MASKS)
     ]
     batch = np.stack(
-        [pixels_to_input(pixels)]
-        + [
-            masked(pixels, grid.shape, cells)
-            for cells in masks  # type: ignore[arg-type]  # 2-D grid
-        ]
+        [pixels_to_input(pixels)] + [masked(pixels, grid.shape, cells) for cells in masks]
     )
     probabilities = predict(batch)[:, genre]
     drops = probabilities[0] - probabilities[1:]
@@ -141,7 +136,7 @@ def held_out_posters(version_dir: Path, count: int) -> list[Path]:
 
     metadata = read_metadata(version_dir / "metadata.json")
     ids = sorted(metadata.split.ids.get("test", [])) if metadata.split else []
-    paths = [DATA / "Images" / f"{i}.jpg" for i in ids]
+    paths = [IMAGES / f"{i}.jpg" for i in ids]
     return [p for p in paths if p.is_file()][:count]
 
 
@@ -254,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from poster_genres.artifact import resolve_version_dir
 
-    version_dir = resolve_version_dir(ROOT / "model_store", "poster-genres", args.version)
+    version_dir = resolve_version_dir(PROJECT / "model_store", "poster-genres", args.version)
     posters = held_out_posters(version_dir, args.posters)
     if not posters:
-        print(f"no test-split posters under {DATA}", file=sys.stderr)
+        print(f"no test-split posters under {IMAGES}", file=sys.stderr)
         return 1
     report = evaluate(version_dir, posters)
     for line in report.lines():

@@ -20,6 +20,7 @@ import numpy as np
 from keras import layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from devkit.dataset import IMAGES, LABELS
 from poster_genres.preprocessing import INPUT_SHAPE
 from training import metrics
 from training.dataset import PosterBatches, image_path, load_labels, split_indices
@@ -29,8 +30,6 @@ from training.efficientnet_lite import (
     scale_pixels,
 )
 from training.export import record_probe
-
-DEFAULT_DATA = Path("../shared/data/Multi_Label_dataset")
 
 
 def feature_extractor(pretrained: bool, internal_size: int = 224) -> keras.Model:
@@ -94,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--csv", type=Path, default=DEFAULT_DATA / "train.csv", help="label CSV")
-    parser.add_argument("--images", type=Path, default=DEFAULT_DATA / "Images", help="posters")
+    parser.add_argument("--csv", type=Path, default=LABELS, help="label CSV")
+    parser.add_argument("--images", type=Path, default=IMAGES, help="posters")
     parser.add_argument("--train-limit", type=int, default=1500, help="training posters used")
     parser.add_argument("--internal-size", type=int, default=224, help="backbone input size")
     parser.add_argument("--record", type=Path, default=None, help="add to this version's metadata")

@@ -153,7 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     card.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
     card.add_argument(
-        "--readme", type=Path, default=None, help="rewrite the card inside this README instead"
+        "--out",
+        type=Path,
+        default=None,
+        help="write the card into this page (between its markers; e.g. docs/model-card.md) "
+        "instead of printing it",
     )
     return parser
 
@@ -292,13 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         record_comparison(args.model_dir, args.baseline_dir, args.label)
         return 0
     if args.command == "card":
-        from training.card import model_card, replace_in_readme
+        from training.card import model_card, write_card
 
-        text = model_card(args.model_dir)
-        if args.readme:
-            replace_in_readme(args.readme, text)
+        if args.out:
+            write_card(args.model_dir, args.out)
         else:
-            print(text)
+            print(model_card(args.model_dir))
         return 0
     return 2
 

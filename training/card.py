@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,12 @@ def _derivation(m: dict[str, Any]) -> str:
     )
 
 
-def model_card(model_dir: Path) -> str:
-    """Markdown for the README: what the model is, what it saw, how good it is, how to remake it."""
+def model_card(model_dir: Path, page_dir: Path | None = None) -> str:
+    """Markdown for the model card page: what the model is, what it saw, how good it is, how to
+    remake it. Links to the figures beside the model are relative to `page_dir` when given."""
     m = read_metadata(model_dir / METADATA_FILE).model_dump()
-    m["_folder"] = model_dir.as_posix().rstrip("/")  # for the figures' links in the README
+    folder = Path(os.path.relpath(model_dir, page_dir)) if page_dir is not None else model_dir
+    m["_folder"] = folder.as_posix().rstrip("/")  # for the figures' links
     data, split, training = m["data"], m["split"], m["training"]
     sizes = {name: len(ids) for name, ids in split["ids"].items()}
     test = m["metrics"]["test"]
@@ -220,11 +223,30 @@ def _backbone_notes(m: dict[str, Any]) -> list[str]:
     return ["", *notes] if notes else []
 
 
-def replace_in_readme(readme: Path, card: str) -> None:
-    """Rewrite the text between the model-card markers of the README."""
-    text = readme.read_text(encoding="utf-8")
+PAGE_HEAD = """# Model card
+
+Generated from a version's `metadata.json` by `make card` (the newest version in `model_store/`,
+the one served by default) or `python -m training card --model-dir DIR --out docs/model-card.md`;
+edit outside the markers only. How the model is trained: [training.md](training.md).
+"""
+
+
+def replace_between_markers(page: Path, card: str) -> None:
+    """Rewrite the text between the model-card markers of an existing page."""
+    text = page.read_text(encoding="utf-8")
     if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} section")
+        raise ValueError(f"{page} has no {START} ... {END} section")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{card}\n{END}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{START}\n{card}\n{END}{tail}", encoding="utf-8")
+
+
+def write_card(model_dir: Path, page: Path) -> None:
+    """Write the card of `model_dir` into `page`: between its markers when it exists, else as a
+    new page with a title and the markers."""
+    card = model_card(model_dir, page_dir=page.parent)
+    if page.exists():
+        replace_between_markers(page, card)
+    else:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(f"{PAGE_HEAD}\n{START}\n{card}\n{END}\n", encoding="utf-8")

@@ -36,11 +36,11 @@ async def ready(request: Request) -> Response:
         body = Health(status="loading", uptime_s=time.monotonic() - request.app.state.started)
         return JSONResponse(body.model_dump(), status_code=503)
     body = Health(
-        status=service.health,
+        status=service.gate.health,
         model=service.classifier.name,
         version=service.classifier.version,
         runtime=service.classifier.runner.runtime,
-        uptime_s=round(service.uptime_s, 3),
+        uptime_s=round(service.gate.uptime_s, 3),
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
 
