@@ -5,9 +5,11 @@
 # PyPI and Debian's mirror. Pin the base by digest where you can resolve one:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:... .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-# The model version served, and the only one in the image (declared once; each stage that copies
-# it says `ARG MODEL_VERSION` to use it).
+# The model version served by default (declared once; each stage that uses it says
+# `ARG MODEL_VERSION`), and more versions to ship beside it, served with ?version= (comma-separated;
+# POSTER_MODEL_VERSIONS in the image): --build-arg MODEL_VERSIONS=20261127-lite0-v2
 ARG MODEL_VERSION=20261130-lite0-v3
+ARG MODEL_VERSIONS=
 
 # Build stage of the keras target: its dependencies from the hash-pinned lock, then the service.
 FROM ${PYTHON_IMAGE} AS build-keras
@@ -56,13 +58,29 @@ COPY scorer ./scorer
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
     && /opt/venv/bin/pip uninstall --yes setuptools wheel pip
 
+# Only the versions the image serves, each its LiteRT files (both targets) and model.keras (the
+# keras target): other versions in model_store/ (a local, uncommitted training run) never ship,
+# and a version that does not exist fails the build. This stage itself is never shipped.
+FROM ${PYTHON_IMAGE} AS models
+ARG MODEL_VERSION
+ARG MODEL_VERSIONS
+COPY model_store/poster-genres /store/
+# IFS splits the comma-separated list (the shell expands the ARGs, unquoted on purpose).
+RUN IFS=', '; for version in $MODEL_VERSION $MODEL_VERSIONS; do \
+        mkdir -p "/litert/poster-genres/$version" "/keras/poster-genres/$version" \
+        && cp "/store/$version/model.tflite" "/store/$version/metadata.json" \
+              "/store/$version/genres.json" "/litert/poster-genres/$version/" \
+        && cp "/store/$version/model.keras" "/keras/poster-genres/$version/" \
+        || exit 1; \
+    done
+
 # What both images share: a non-root user, and a root filesystem that may be read-only (docker run
 # --read-only --tmpfs /tmp, as in docker-compose.yml): temporary files and Keras' config go to
-# the tmpfs. One model version, and the only one in the image: other versions in model_store/
-# (a local, uncommitted training run) never ship. A version that does not exist fails the build.
+# the tmpfs. The model versions come from the models stage above.
 FROM ${PYTHON_IMAGE} AS runtime
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin poster
 ARG MODEL_VERSION
+ARG MODEL_VERSIONS
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -72,11 +90,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     POSTER_HOST=0.0.0.0 \
     POSTER_PORT=8000 \
     POSTER_SHUTDOWN_GRACE_S=20
-ENV POSTER_MODEL_VERSION=${MODEL_VERSION}
-COPY model_store/poster-genres/${MODEL_VERSION}/model.tflite \
-     model_store/poster-genres/${MODEL_VERSION}/metadata.json \
-     model_store/poster-genres/${MODEL_VERSION}/genres.json \
-     /srv/model_store/poster-genres/${MODEL_VERSION}/
+ENV POSTER_MODEL_VERSION=${MODEL_VERSION} \
+    POSTER_MODEL_VERSIONS=${MODEL_VERSIONS}
+COPY --from=models /litert/ /srv/model_store/
 WORKDIR /srv
 EXPOSE 8000
 # Ready in seconds (model load, checksum, warm-up of every batch shape). Docker 20.10 (Debian
@@ -91,7 +107,7 @@ CMD ["python", "-m", "app"]
 FROM runtime AS keras
 ARG MODEL_VERSION
 COPY --from=build-keras /opt/venv /opt/venv
-COPY model_store/poster-genres/${MODEL_VERSION}/model.keras /srv/model_store/poster-genres/${MODEL_VERSION}/
+COPY --from=models /keras/ /srv/model_store/
 LABEL org.opencontainers.image.title=poster-genres \
       org.opencontainers.image.version=2.2.0 \
       poster-genres.model-version=${MODEL_VERSION} \

@@ -7,7 +7,7 @@ request to any upload route (`app.uploads`) at once with the JSON error (and `Co
 so the unread body is not drained) when the API key is missing or wrong, or when the gate
 (`app.gate`) refuses: the service is not ready or is draining, or there is no room.
 The service checks again per image; this is the cheap early refusal.
-`/model` and `/metrics` need the key too (any method), and nothing else.
+`/model` and `/metrics` need the key too (any method); `/admin/*` needs the admin key.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import NotReady, Overloaded, Unauthorized
+from app.errors import Forbidden, NotReady, Overloaded, Unauthorized
 from app.service import PredictionService
 from app.uploads import Upload, resolve_upload
 from poster_genres.errors import PosterGenresError
@@ -29,6 +29,9 @@ from poster_genres.errors import PosterGenresError
 # Read-only routes that tell an outsider more than a client needs (the model's metrics and test
 # figures; the traffic's volume and genre mix): behind the key too, when one is configured.
 KEYED_PATHS = ("/model", "/metrics")
+# Calls that change the service (switching the default version): their own key, X-Admin-Key, so
+# that a client's key cannot; refused outright when no admin key is configured.
+ADMIN_PREFIX = "/admin/"
 
 
 def offered_key(headers: Headers) -> str | None:
@@ -52,12 +55,14 @@ class AdmissionMiddleware:
         self,
         app: ASGIApp,
         api_key: str | None,
+        admin_key: str | None,
         service: Callable[[], PredictionService | None],
         max_batch_files: int,
         respond: Callable[[Scope, PosterGenresError], Response],
     ) -> None:
         self.app = app
         self.api_key = api_key
+        self.admin_key = admin_key
         self.service = service
         self.max_batch_files = max_batch_files
         self.respond = respond
@@ -67,6 +72,13 @@ class AdmissionMiddleware:
             offered_key(Headers(scope=scope)), self.api_key
         ):
             return Unauthorized("A valid API key is required (X-API-Key or Authorization: Bearer).")
+        return None
+
+    def _not_admin(self, scope: Scope) -> PosterGenresError | None:
+        if self.admin_key is None:
+            return Forbidden("Admin calls are off; set POSTER_ADMIN_KEY to allow them.")
+        if not key_matches(Headers(scope=scope).get("x-admin-key"), self.admin_key):
+            return Unauthorized("A valid admin key is required (X-Admin-Key).")
         return None
 
     def _refusal(self, scope: Scope, upload: Upload) -> PosterGenresError | None:
@@ -91,6 +103,8 @@ class AdmissionMiddleware:
                 return
         elif get_route_path(scope) in KEYED_PATHS:
             refusal = self._unauthorized(scope)
+        elif get_route_path(scope).startswith(ADMIN_PREFIX) and scope.get("method") == "PUT":
+            refusal = self._not_admin(scope)
         if refusal is None:
             await self.app(scope, receive, send)
             return

@@ -90,10 +90,10 @@ class BodyBudget:
         if self._libc is not None:
             self._libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
-    def try_charge(self, body_bytes: int) -> int | None:
-        """Charge a body's `body_bytes`; the amount charged, or None (nothing charged) when it
-        would not fit."""
-        cost = BODY_COPIES * body_bytes
+    def try_charge(self, body_bytes: int, copies: int = BODY_COPIES) -> int | None:
+        """Charge a body's `body_bytes`, `copies` times (what parsing it holds at once); the
+        amount charged, or None (nothing charged) when it would not fit."""
+        cost = copies * body_bytes
         if self.charged + cost > self.capacity:
             return None
         self.charged += cost

@@ -24,7 +24,14 @@ class Settings(BaseSettings):
 
     model_store: Path = Field(PROJECT_ROOT / "model_store", description="model store root")
     model_name: str = Field("poster-genres", description="model folder inside the store")
-    model_version: str | None = Field(None, description="version folder; default: the newest")
+    model_version: str | None = Field(
+        None, description="the default version (answers without ?version=); default: the newest"
+    )
+    model_versions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="more versions served beside the default, each by ?version= and "
+        "/v2/models/NAME/versions/V: a comma-separated or JSON list, or `all`",
+    )
     runtime: Literal["auto", "litert", "keras"] = Field(
         "auto",
         description="auto: LiteRT when the version has a checked model.tflite, else Keras",
@@ -98,6 +105,11 @@ class Settings(BaseSettings):
     default_top_k: int = Field(3, ge=1)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     api_key: SecretStr | None = Field(None, description="when set, /predict needs it")
+    admin_key: SecretStr | None = Field(
+        None,
+        description="when set, PUT /admin/default-version with it (X-Admin-Key) switches the "
+        "default version without a restart; unset: no admin calls",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="allowed CORS origins: a JSON list or comma-separated"
     )
@@ -108,9 +120,9 @@ class Settings(BaseSettings):
         # `info` and `INFO` are the same level to Python's logging and to uvicorn.
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "model_versions", mode="before")
     @classmethod
-    def _origins(cls, value: Any) -> Any:
+    def _list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -139,13 +151,19 @@ class Settings(BaseSettings):
                 f"of the queue: POSTER_MAX_BATCH_SHARE x POSTER_MAX_QUEUE = {self.max_batch_share}"
                 f" x {self.max_queue} = {batch_places}"
             )
-        key = self.api_key.get_secret_value() if self.api_key is not None else None
-        if key is not None and len(key.strip()) < MIN_API_KEY_LENGTH:
-            # An empty key (an unset variable in an env file) must never mean "anyone may call".
-            raise ValueError(
-                f"POSTER_API_KEY must be at least {MIN_API_KEY_LENGTH} characters "
-                f"(got {len(key.strip())}); leave it unset to run without a key"
-            )
+        for name, secret in (
+            ("POSTER_API_KEY", self.api_key),
+            ("POSTER_ADMIN_KEY", self.admin_key),
+        ):
+            key = secret.get_secret_value() if secret is not None else None
+            if key is not None and len(key.strip()) < MIN_API_KEY_LENGTH:
+                # An empty key (an unset variable in an env file) must never mean "anyone may".
+                raise ValueError(
+                    f"{name} must be at least {MIN_API_KEY_LENGTH} characters "
+                    f"(got {len(key.strip())}); leave it unset to run without a key"
+                )
+        if "all" in self.model_versions and len(self.model_versions) > 1:
+            raise ValueError("POSTER_MODEL_VERSIONS is either `all` or a list of versions")
         return self
 
     @property

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 
 from app.config import Settings
 from app.errors import InvalidParameter, NotReady
-from app.service import PredictionService
+from app.service import ModelService, PredictionService
 
 
 # async, so FastAPI calls them on the event loop: a plain `def` dependency costs every request a
@@ -29,6 +29,19 @@ async def get_service(request: Request) -> PredictionService:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServiceDep = Annotated[PredictionService, Depends(get_service)]
 
+VersionQuery = Annotated[
+    str | None,
+    Query(description="a served model version (GET /model lists them); default: the default one"),
+]
+
+
+async def get_model(service: ServiceDep, version: VersionQuery = None) -> ModelService:
+    """The version asked for with ?version=, or the default; 404 unknown_version otherwise."""
+    return service.model(version)
+
+
+ModelDep = Annotated[ModelService, Depends(get_model)]
+
 TopKQuery = Annotated[int | None, Query(description="how many genres in top_k (1 to N; default 3)")]
 GenreQuery = Annotated[
     str | None,
@@ -36,20 +49,20 @@ GenreQuery = Annotated[
 ]
 
 
-async def valid_top_k(service: ServiceDep, top_k: TopKQuery = None) -> int:
-    """`top_k`, or POSTER_DEFAULT_TOP_K; 1 to the number of genres."""
-    k = service.settings.default_top_k if top_k is None else top_k
-    n = len(service.classifier.genres)
+async def valid_top_k(model: ModelDep, top_k: TopKQuery = None) -> int:
+    """`top_k`, or POSTER_DEFAULT_TOP_K; 1 to the number of the version's genres."""
+    k = model.settings.default_top_k if top_k is None else top_k
+    n = len(model.classifier.genres)
     if not 1 <= k <= n:
         raise InvalidParameter(f"top_k must be between 1 and {n}, got {k}.")
     return k
 
 
-async def valid_genre(service: ServiceDep, genre: GenreQuery = None) -> int | None:
+async def valid_genre(model: ModelDep, genre: GenreQuery = None) -> int | None:
     """The index of a genre named exactly as in /genres; None for "the most probable"."""
     if genre is None:
         return None
-    genres = service.classifier.genres
+    genres = model.classifier.genres
     try:
         return genres.index(genre)
     except ValueError:

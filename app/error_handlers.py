@@ -1,4 +1,5 @@
-"""Render every error, ours and the framework's, in the one JSON error shape."""
+"""Render every error, ours and the framework's, in the one JSON error shape; under /v2, in the
+Open Inference Protocol's (`{"error": message}`), with the same statuses and headers."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import Scope
 
 from app.errors import (
     ClientDisconnected,
+    Forbidden,
     InferenceFailed,
     InvalidParameter,
     MissingFile,
@@ -21,9 +24,11 @@ from app.errors import (
     ServiceUnavailable,
     TooManyFiles,
     Unauthorized,
+    UnknownVersion,
     UnsupportedMediaType,
 )
 from app.middleware import BodyRefused
+from app.open_inference import InvalidRequest, speaks_protocol
 from poster_genres.errors import (
     EmptyFile,
     ImageTooLarge,
@@ -40,7 +45,10 @@ logger = logging.getLogger("app.errors")
 STATUS_OF: dict[type[PosterGenresError], int] = {
     EmptyFile: 400,
     InvalidImage: 400,
+    InvalidRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
+    UnknownVersion: 404,
     PayloadTooLarge: 413,
     UnsupportedFormat: 415,
     UnsupportedMediaType: 415,
@@ -76,6 +84,7 @@ def headers_of(exc: PosterGenresError) -> dict[str, str] | None:
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -96,14 +105,26 @@ def error_response(
     message: str,
     request_id: str,
     headers: dict[str, str] | None = None,
+    *,
+    protocol: bool = False,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    """Our error shape; the protocol's (`{"error": message}`) when `protocol`."""
+    error = {"code": code, "message": message, "request_id": request_id}
+    body: dict[str, object] = {"error": message} if protocol else {"error": error}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def domain_error_response(exc: PosterGenresError, request_id: str) -> JSONResponse:
+def domain_error_response(exc: PosterGenresError, scope: Scope) -> JSONResponse:
     """The JSON error for one of our errors, with its status and headers from the table."""
-    return error_response(status_of(exc), exc.code, exc.message, request_id, headers_of(exc))
+    request_id = scope.get("state", {}).get("request_id", "")
+    return error_response(
+        status_of(exc),
+        exc.code,
+        exc.message,
+        request_id,
+        headers_of(exc),
+        protocol=speaks_protocol(scope),
+    )
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +141,7 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
             exc.message,
             exc_info=exc.__cause__ or exc,
         )
-    return domain_error_response(exc, request_id_of(request))
+    return domain_error_response(exc, request.scope)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -132,8 +153,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             "request %s: reading the body failed: %s", request_id_of(request), exc.__cause__
         )
         return domain_error_response(
-            Overloaded("The server cannot hold this upload now; retry shortly."),
-            request_id_of(request),
+            Overloaded("The server cannot hold this upload now; retry shortly."), request.scope
         )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
@@ -141,12 +161,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 413:
         # The rest of an oversized body is not worth reading: close instead of draining it.
         headers["Connection"] = "close"
-    return error_response(exc.status_code, code, message, request_id_of(request), headers or None)
+    return error_response(
+        exc.status_code,
+        code,
+        message,
+        request_id_of(request),
+        headers or None,
+        protocol=speaks_protocol(request.scope),
+    )
 
 
 async def _body_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BodyRefused)
-    response = domain_error_response(exc.error, request_id_of(request))
+    response = domain_error_response(exc.error, request.scope)
     response.headers["Connection"] = "close"  # the rest of the body is not worth reading
     return response
 
@@ -163,26 +190,35 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 "missing_file",
                 f"The multipart form has no '{field}' field.",
                 request_id_of(request),
+                protocol=speaks_protocol(request.scope),
             )
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
     message = f"{where}: {first.get('msg', 'invalid value')}" if where else "Invalid request."
-    return error_response(422, "invalid_parameter", message, request_id_of(request))
+    return error_response(
+        422,
+        "invalid_parameter",
+        message,
+        request_id_of(request),
+        protocol=speaks_protocol(request.scope),
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Full detail goes to the log with the request id; the client never sees paths or tracebacks.
     logger.error("request %s: unexpected error", request_id_of(request), exc_info=exc)
     return error_response(
-        500, "internal_error", "The server failed on this request.", request_id_of(request)
+        500,
+        "internal_error",
+        "The server failed on this request.",
+        request_id_of(request),
+        protocol=speaks_protocol(request.scope),
     )
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
     # The client left mid-upload: nobody will read this answer, and it is not our fault (499).
-    return domain_error_response(
-        ClientDisconnected("The client went away."), request_id_of(request)
-    )
+    return domain_error_response(ClientDisconnected("The client went away."), request.scope)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -68,3 +68,15 @@ class NotSupported(PosterGenresError):
 
 class InferenceFailed(PosterGenresError):
     code = "inference_failed"
+
+
+class UnknownVersion(PosterGenresError):
+    """A model version (or model name) this process does not serve."""
+
+    code = "unknown_version"
+
+
+class Forbidden(PosterGenresError):
+    """A call this configuration does not allow at all (admin calls without POSTER_ADMIN_KEY)."""
+
+    code = "forbidden"

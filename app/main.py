@@ -25,10 +25,10 @@ from app.middleware import (
     RequestContextMiddleware,
 )
 from app.openapi import honest_openapi
-from app.routes import explain, health, info, page, predict
+from app.routes import explain, health, info, open_inference, page, predict
 from app.security import SecurityHeadersMiddleware
 from app.service import PredictionService
-from poster_genres.artifact import ModelVersion, open_version, resolve_version_dir
+from poster_genres.artifact import ModelVersion, open_version, resolve_served_versions
 from poster_genres.classifier import GenreClassifier
 from poster_genres.errors import ModelStoreError
 from poster_genres.maps import Explainer
@@ -38,17 +38,22 @@ logger = logging.getLogger("app")
 DOCS_ASSETS = "/docs-assets"
 
 
-def load_classifier(settings: Settings, version: ModelVersion | None = None) -> GenreClassifier:
-    """Load the configured model version (`version` when the caller has already verified it),
-    then warm up every batch shape.
+def served_versions(settings: Settings) -> list[ModelVersion]:
+    """The versions to serve, the default first, each verified (files, genres, hashes).
+
+    Raises ModelStoreError (one line saying what is wrong) when one cannot be served.
+    """
+    paths = resolve_served_versions(
+        settings.model_store, settings.model_name, settings.model_version, settings.model_versions
+    )
+    return [open_version(path) for path in paths]
+
+
+def load_classifier(settings: Settings, version: ModelVersion) -> GenreClassifier:
+    """Load a verified version under the configured runtime, then warm up every batch shape.
 
     Raises ModelStoreError (one line saying what is wrong) when the version cannot be served.
     """
-    if version is None:
-        version = open_version(
-            resolve_version_dir(settings.model_store, settings.model_name, settings.model_version)
-        )
-    path = version.path
     budget = process_budget(settings.threads)
     classifier = GenreClassifier.from_version(
         version,
@@ -63,7 +68,7 @@ def load_classifier(settings: Settings, version: ModelVersion | None = None) -> 
         " in %.1f s",
         classifier.name,
         classifier.version,
-        path,
+        version.path,
         classifier.runtime,
         budget.size,
         classifier.runner.parallel,
@@ -73,30 +78,33 @@ def load_classifier(settings: Settings, version: ModelVersion | None = None) -> 
     return classifier
 
 
+def _explainer(classifier: GenreClassifier) -> Explainer | None:
+    try:
+        return classifier.explainer()  # the same loaded model
+    except (ValueError, ModelStoreError) as exc:  # no feature map, no class maps: predict only
+        logger.warning("/explain is not available for %s: %s", classifier.version, exc)
+        return None
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    classifier: GenreClassifier | None = app.state.classifier
-    if classifier is None:  # `python -m app` loads it before binding; apps built in tests here
+    classifiers: list[GenreClassifier] | None = app.state.classifiers
+    if classifiers is None:  # `python -m app` loads them before binding; apps built in tests here
         try:
-            classifier = load_classifier(settings)
+            classifiers = [load_classifier(settings, v) for v in served_versions(settings)]
         except ModelStoreError as exc:
             # The one line an operator needs; then startup fails and the process exits non-zero.
             logger.critical("cannot serve: %s", exc)
             raise SystemExit(f"cannot serve: {exc}") from None
-    try:
-        explainer: Explainer | None = classifier.explainer()  # the same loaded model
-    except (ValueError, ModelStoreError) as exc:  # no feature map, no class maps: predict only
-        logger.warning("/explain is not available for this model: %s", exc)
-        explainer = None
     metrics: ServiceMetrics = app.state.metrics
-    metrics.model_info.labels(
-        name=classifier.name, version=classifier.version, runtime=classifier.runtime
-    ).set(1)
-    metrics.serve_version(
-        classifier.version, classifier.genres, classifier.version_info.metadata.drift
+    for classifier in classifiers:
+        metrics.serve_version(
+            classifier.version, classifier.genres, classifier.version_info.metadata.drift
+        )
+    service = PredictionService(
+        classifiers, [_explainer(c) for c in classifiers], settings, metrics
     )
-    service = PredictionService(classifier, settings, metrics, explainer)
     await service.start()
     app.state.service = service
     try:
@@ -104,16 +112,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await service.stop()
         app.state.service = None
-    app.state.classifier = classifier
+    app.state.classifiers = classifiers
 
 
 def create_app(
     settings: Settings | None = None,
-    classifier: GenreClassifier | None = None,
+    classifiers: Sequence[GenreClassifier] | None = None,
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """Build the application; the model is loaded by the lifespan (unless one is given), never at
-    import. `routers`: routes beyond the service's own (upload routes declared with
+    """Build the application; the models are loaded by the lifespan (unless given, the default
+    version first), never at import. `routers`: routes beyond the service's own (upload routes declared with
     `app.uploads.upload_route` get the same admission, limits and description)."""
     settings = settings or get_settings()
     metrics = ServiceMetrics()
@@ -135,13 +143,14 @@ def create_app(
     app.state.body_budget = body_budget
     app.state.started = time.monotonic()
     app.state.service = None
-    app.state.classifier = classifier
+    app.state.classifiers = list(classifiers) if classifiers is not None else None
     app.openapi = honest_openapi(app, settings.max_batch_files)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     install_error_handlers(app)
     app.include_router(predict.router)
     app.include_router(explain.router)
     app.include_router(info.router)
     app.include_router(health.router)
+    app.include_router(open_inference.router)
     if settings.metrics_port is None:
         app.include_router(health.metrics_router)
     app.include_router(page.router)
@@ -153,18 +162,15 @@ def create_app(
         BodyLimitMiddleware,
         settings=settings,
         budget=body_budget,
-        respond=lambda scope, exc: domain_error_response(
-            exc, scope.get("state", {}).get("request_id", "")
-        ),
+        respond=lambda scope, exc: domain_error_response(exc, scope),
     )
     app.add_middleware(
         AdmissionMiddleware,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
         service=lambda: app.state.service,
         max_batch_files=settings.max_batch_files,
-        respond=lambda scope, exc: domain_error_response(
-            exc, scope.get("state", {}).get("request_id", "")
-        ),
+        respond=lambda scope, exc: domain_error_response(exc, scope),
     )
     # Outside admission, so a refusal still carries the CORS headers a browser needs to read it.
     if settings.cors_origins:

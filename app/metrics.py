@@ -11,7 +11,13 @@ from poster_genres.drift import DriftReference
 
 # What the alert rules watch (deploy/prometheus/rules.yml; tests/test_alerts.py checks they agree):
 # these error series start at zero, so that a rate sees the very first one.
-PREDICTION_ROUTES = ("/predict", "/predict/batch", "/explain")
+PREDICTION_ROUTES = (
+    "/predict",
+    "/predict/batch",
+    "/explain",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+)
 SHED_CODES = ("overloaded", "deadline_exceeded", "unavailable", "not_ready")
 REFUSED_UPLOAD_CODES = (
     "empty_file",
@@ -45,21 +51,22 @@ class ServiceMetrics:
         self.stage_latency = Histogram(
             "poster_stage_seconds",
             "Time per prediction stage",
-            ["stage", "runtime"],
+            ["stage", "runtime", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.batch_size = Histogram(
             "poster_batch_size",
             "Images per model call",
-            ["runtime"],
+            ["runtime", "version"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
         self.model_info = Gauge(
             "poster_model_info",
-            "The model version served (1), by name, version and runtime",
-            ["name", "version", "runtime"],
+            "Each model version served (1), by name, version and runtime; `default` is true for the"
+            " one that answers requests without a version",
+            ["name", "version", "runtime", "default"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(
@@ -178,9 +185,11 @@ class ServiceMetrics:
         for genre, probability in zip(genres, probabilities.tolist(), strict=True):
             self.probability.labels(version=version, genre=genre).inc(probability)
 
-    def observe_stages(self, timings_s: dict[str, float], runtime: str) -> None:
+    def observe_stages(self, timings_s: dict[str, float], runtime: str, version: str) -> None:
         for stage, seconds in timings_s.items():
-            self.stage_latency.labels(stage=stage, runtime=runtime).observe(seconds)
+            self.stage_latency.labels(stage=stage, runtime=runtime, version=version).observe(
+                seconds
+            )
 
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

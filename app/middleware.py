@@ -151,23 +151,23 @@ class BodyLimitMiddleware:
         self.budget = budget
         self.respond = respond
 
-    def _limit(self, scope: Scope) -> int:
-        """The declared upload route's limit; a poster's for any other route."""
-        upload = resolve_upload(scope)
-        return (upload or Upload()).body_limit(self.settings)
+    def _upload(self, scope: Scope) -> Upload:
+        """The declared upload route's declaration; a poster route's for any other route."""
+        return resolve_upload(scope) or Upload()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit(scope)
+        upload = self._upload(scope)
+        limit = upload.body_limit(self.settings)
         declared = Headers(scope=scope).get("content-length", "")
         charged = 0
         if declared.isdigit():
             if int(declared) > limit:
                 await self._reject(scope, receive, send, PayloadTooLarge(body_limit_message(limit)))
                 return
-            cost = self.budget.try_charge(int(declared))
+            cost = self.budget.try_charge(int(declared), upload.body_copies)
             if cost is None:
                 await self._reject(scope, receive, send, Overloaded(BUDGET_MESSAGE))
                 return
@@ -184,7 +184,7 @@ class BodyLimitMiddleware:
                 if received > limit:
                     raise BodyRefused(PayloadTooLarge(body_limit_message(limit)))
                 if not declared.isdigit() and size:
-                    cost = self.budget.try_charge(size)
+                    cost = self.budget.try_charge(size, upload.body_copies)
                     if cost is None:
                         raise BodyRefused(Overloaded(BUDGET_MESSAGE))
                     charged += cost

@@ -45,9 +45,24 @@ def _form_schema(upload: Upload, max_batch_files: int) -> dict[str, Any]:
     return {"type": "object", "required": ["files"], "properties": {"files": files}}
 
 
+INFER_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "An Open Inference Protocol infer request: input `image`, BYTES [n], one "
+    "encoded poster per element, in JSON as base64 strings (parameters.content_type 'base64') "
+    "or as binary tensor data after the JSON (Inference-Header-Content-Length)",
+    "content": {
+        "application/json": {"schema": {"type": "object", "required": ["inputs"]}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
 def _describe_upload(
     operation: dict[str, Any], upload: Upload, max_batch_files: int, components: dict[str, Any]
 ) -> None:
+    if upload.open_inference:
+        operation["requestBody"] = INFER_BODY
+        return
     body = operation["requestBody"]
     body["required"] = True
     form = body["content"]["multipart/form-data"]
@@ -56,12 +71,21 @@ def _describe_upload(
     form["schema"] = _form_schema(upload, max_batch_files)
 
 
-def _describe_parameters(operation: dict[str, Any], genres: list[str] | None) -> None:
+def _describe_parameters(
+    operation: dict[str, Any], genres: list[str] | None, served: tuple[str, list[str]] | None
+) -> None:
+    """`top_k`'s range, and the values `genre`, `version` and the protocol's model `name` take,
+    once the models are loaded."""
     for parameter in operation.get("parameters", []):
-        if parameter["name"] == "top_k":
+        name = parameter["name"]
+        if name == "top_k":
             parameter["schema"] = _top_k(len(genres) if genres else None)
-        elif parameter["name"] == "genre" and genres:
+        elif name == "genre" and genres:
             parameter["schema"] = {"type": "string", "enum": genres}
+        elif name == "version" and served:
+            parameter["schema"] = {"type": "string", "enum": served[1]}
+        elif name == "name" and parameter["in"] == "path" and served:
+            parameter["schema"] = {"type": "string", "enum": [served[0]]}
 
 
 def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str, Any]]:
@@ -73,15 +97,16 @@ def honest_openapi(app: FastAPI, max_batch_files: int) -> Callable[[], dict[str,
         schema = FastAPI.openapi(app)
         app.openapi_schema = None  # FastAPI cached the unpatched one; ours replaces it below
         service = getattr(app.state, "service", None)
-        genres: list[str] | None = service.classifier.genres if service is not None else None
+        genres: list[str] | None = service.default.classifier.genres if service else None
         components = schema.get("components", {}).get("schemas", {})
         for declared in declared_uploads():
             operation = schema["paths"].get(declared.path, {}).get("post")
             if operation is not None:  # declared, and served by this app
                 _describe_upload(operation, declared.upload, max_batch_files, components)
+        served = (service.name, service.versions) if service else None
         for path_item in schema["paths"].values():
             for operation in path_item.values():
-                _describe_parameters(operation, genres)
+                _describe_parameters(operation, genres, served)
         if genres is not None:  # complete only once the model is loaded
             app.openapi_schema = schema
         return schema

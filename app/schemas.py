@@ -123,6 +123,8 @@ class DecisionRuleInfo(BaseModel):
 
 
 class GenresResponse(BaseModel):
+    version: str = Field(description="the version these genres and this rule belong to")
+    versions: list[str] = Field(description="every version served, the default first")
     genres: list[GenreInfo]
     rule: DecisionRuleInfo
 
@@ -132,6 +134,7 @@ class Health(BaseModel):
     model: str | None = None
     version: str | None = None
     runtime: Literal["keras", "litert"] | None = None
+    versions: list[str] | None = Field(None, description="every version served, the default first")
     uptime_s: float
 
 
@@ -142,8 +145,26 @@ class Liveness(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     version: str
+    default_version: str = Field(description="the version that answers without ?version=")
+    versions: list[str] = Field(description="every version served, the default first")
     runtime: Literal["keras", "litert"] = Field(description="what runs the model (POSTER_RUNTIME)")
     genres: list[str]
     thresholds: list[float]
     input: dict[str, Any]
     metadata: dict[str, Any] = Field(description="metadata.json, without the split's Id lists")
+
+
+class DefaultVersion(BaseModel):
+    version: str = Field(description="a served version, to answer requests without ?version=")
+
+
+class DefaultVersionChanged(BaseModel):
+    default_version: str
+    previous: str
+    versions: list[str]
+
+
+class ProtocolError(BaseModel):
+    """The Open Inference Protocol's error shape (under /v2)."""
+
+    error: str = Field(description="what went wrong, for people")

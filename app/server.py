@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None, routers: Sequence[APIRouter] = ()) -> in
 
 
 def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
-    """Load the model (or fail in one line), then run uvicorn until a shutdown signal."""
+    """Load the models (or fail in one line), then run uvicorn until a shutdown signal."""
     from app.logs import configure_logging
-    from poster_genres.artifact import open_version, resolve_version_dir
+    from poster_genres.artifact import open_version, resolve_served_versions
     from poster_genres.cli import import_tensorflow
     from poster_genres.errors import ModelStoreError
     from poster_genres.runtimes import resolve_runtime
@@ -131,27 +131,31 @@ def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
 
     configure_logging(settings.log_level)  # the process's one logging set-up
     try:  # a mistyped version, or a runtime it cannot have, is reported before any model loads
-        path = resolve_version_dir(
-            settings.model_store, settings.model_name, settings.model_version
+        paths = resolve_served_versions(
+            settings.model_store,
+            settings.model_name,
+            settings.model_version,
+            settings.model_versions,
         )
-        version = open_version(path)
-        runtime = resolve_runtime(settings.runtime, version)
+        versions = [open_version(path) for path in paths]
+        runtimes = [resolve_runtime(settings.runtime, version) for version in versions]
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
-    logger.info("starting: loading %s/%s under %s", version.name, version.version, runtime)
-    if runtime == "keras":  # LiteRT needs no TensorFlow in the process at all
+    for version, runtime in zip(versions, runtimes, strict=True):
+        logger.info("starting: loading %s/%s under %s", version.name, version.version, runtime)
+    if "keras" in runtimes:  # LiteRT needs no TensorFlow in the process at all
         budget = process_budget(settings.threads)
         import_tensorflow(verbose=settings.log_level == "DEBUG", threads=budget.size)
     from app.connections import guarded_protocol
     from app.main import create_app, load_classifier
 
-    try:
-        classifier = load_classifier(settings, version)  # verified once, above
+    try:  # each verified once, above
+        classifiers = [load_classifier(settings, version) for version in versions]
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
-    app = create_app(settings, classifier, routers)
+    app = create_app(settings, classifiers, routers)
     config = uvicorn.Config(
         app,
         host=settings.host,

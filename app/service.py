@@ -1,9 +1,11 @@
-"""PredictionService: the pipelines behind /predict and /explain, on the running service.
+"""The running service: `PredictionService` holds the versions it serves, each a `ModelService`
+with the pipelines behind /predict, /explain and the protocol's infer.
 
 An upload's bytes become a `PreparedPoster` in a decode lane (`app.decoding`), its pixels join a
-model call through the micro-batcher, and the version's rule decides (`poster_genres.pipeline`
-names the sequence). Whether there is room for the work is the gate's job (`app.gate`); whether the
-parameters are valid, the routes' dependencies' (`app.deps`).
+model call through the version's micro-batcher, and the version's rule decides
+(`poster_genres.pipeline` names the sequence). The gate (`app.gate`) and the decode lanes are the
+process's, shared by every version, as the CPU thread budget is: a second version adds a model, not
+a second set of limits. Whether the parameters are valid is the dependencies' job (`app.deps`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 
 from app.batching import MicroBatcher
 from app.config import Settings
 from app.decoding import DecodeLanes
-from app.errors import NotSupported
+from app.errors import NotSupported, UnknownVersion
 from app.gate import Gate
 from app.metrics import ServiceMetrics
 from app.schemas import (
@@ -34,9 +35,9 @@ from app.schemas import (
 )
 from app.threads import name_os_thread
 from poster_genres.classifier import GenreClassifier
-from poster_genres.decision import Decision, shown
+from poster_genres.decision import shown
 from poster_genres.maps import Explainer
-from poster_genres.pipeline import PreparedPoster, render_overlay
+from poster_genres.pipeline import PreparedPoster, Scored, render_overlay
 
 
 def _milliseconds(stages: dict[str, float]) -> dict[str, float]:
@@ -48,21 +49,24 @@ def _image_info(poster: PreparedPoster) -> ImageInfo:
     return ImageInfo(width=decoded.width, height=decoded.height, format=decoded.format)
 
 
-class PredictionService:
-    """The running service: the gate, the decode lanes, the batcher, and the two pipelines."""
+class ModelService:
+    """One served version: its classifier, explainer and micro-batcher, and the pipelines."""
 
     def __init__(
         self,
         classifier: GenreClassifier,
+        explainer: Explainer | None,
         settings: Settings,
         metrics: ServiceMetrics,
-        explainer: Explainer | None,
+        gate: Gate,
+        decoding: DecodeLanes,
     ) -> None:
         self.classifier = classifier
         self.explainer = explainer
         self.settings = settings
         self.metrics = metrics
-        self.decoding = DecodeLanes(settings.decode_workers, settings.max_image_pixels)
+        self.gate = gate
+        self.decoding = decoding
         # Its own thread, not a decode slot: drawing never holds up predictions' decoding.
         self._renderer = ThreadPoolExecutor(
             1, thread_name_prefix="render", initializer=name_os_thread
@@ -73,35 +77,33 @@ class PredictionService:
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             sizes=classifier.buckets,
-            on_batch=metrics.batch_size.labels(runtime=classifier.runtime).observe,
-            incoming=lambda: self.gate.admitted,
+            on_batch=metrics.batch_size.labels(
+                runtime=classifier.runtime, version=classifier.version
+            ).observe,
+            incoming=lambda: gate.admitted,
             workers=classifier.runner.parallel,
         )
-        self.gate = Gate(
-            settings,
-            queue_depth=lambda: self.batcher.depth,
-            worker_failed=lambda: self.batcher.failure is not None,
-        )
-        metrics.track_queue(lambda: self.batcher.depth)
-        metrics.ready.set_function(lambda: float(self.gate.health == "ok"))
-        metrics.batch_worker_up.set_function(lambda: float(self.batcher.failure is None))
+
+    @property
+    def version(self) -> str:
+        return self.classifier.version
 
     async def start(self) -> None:
         self.batcher.start()
         if self.explainer is not None:
             await self.batcher.run_alone(self.explainer.warm_up, timeout_s=300)
-        self.gate.status = "ok"
 
     async def stop(self) -> None:
-        self.gate.drain()
         await self.batcher.stop()
-        self.decoding.shutdown()
         self._renderer.shutdown(wait=True)
 
-    def genres(self) -> GenresResponse:
-        """The version's genres in model order, with the rule that decides `predicted`."""
+    def genres(self, versions: list[str]) -> GenresResponse:
+        """The version's genres in model order, with the rule that decides `predicted`;
+        `versions`: all those served."""
         rule = self.classifier.rule
         return GenresResponse(
+            version=self.version,
+            versions=versions,
             genres=[
                 GenreInfo(
                     index=i,
@@ -130,9 +132,10 @@ class PredictionService:
         # The deadline covers the whole wait, including for a decode slot.
         return self.settings.request_deadline_s - (time.perf_counter() - started)
 
-    async def predict(self, data: bytes, top_k: int) -> Prediction:
+    async def score(self, data: bytes, top_k: int) -> tuple[PreparedPoster, Scored, Timings, int]:
         """Decode, preprocess, batch, infer and decide for one uploaded poster (`top_k` checked by
-        the caller)."""
+        the caller): the poster, its probabilities and decision, where the time went and the
+        size of the model call it was in. Counted in the metrics."""
         self.gate.admit()
         started = time.perf_counter()
         poster = await self._prepare(data, started)
@@ -145,14 +148,20 @@ class PredictionService:
             "inference": result.inference_s,
             "total": time.perf_counter() - started,
         }
-        self.metrics.observe_stages(stages, self.classifier.runtime)
+        self.metrics.observe_stages(stages, self.classifier.runtime, self.version)
         self.metrics.observe_answer(
-            self.classifier.version,
+            self.version,
             self.classifier.genres,
             result.probabilities,
             (genre for genre, _ in decision.predicted),
         )
-        return self._prediction(poster, result.probabilities, decision, stages, result.batch_size)
+        timings = Timings(**_milliseconds(stages))
+        return poster, Scored(result.probabilities, decision), timings, result.batch_size
+
+    async def predict(self, data: bytes, top_k: int) -> Prediction:
+        """`score`, as /predict answers it."""
+        poster, scored, timings, batch_size = await self.score(data, top_k)
+        return self._prediction(poster, scored, timings, batch_size)
 
     async def explain(self, data: bytes, genre_index: int | None) -> Explanation:
         """Where the evidence for a genre (default: the most probable) lies in one poster."""
@@ -201,25 +210,101 @@ class PredictionService:
         )
 
     def _prediction(
-        self,
-        poster: PreparedPoster,
-        probabilities: np.ndarray,
-        decision: Decision,
-        stages: dict[str, float],
-        batch_size: int,
+        self, poster: PreparedPoster, scored: Scored, timings: Timings, batch_size: int
     ) -> Prediction:
         def scores(pairs: list[tuple[str, float]]) -> list[GenreScore]:
             return [GenreScore(genre=g, probability=shown(p)) for g, p in pairs]
 
+        genres = self.classifier.genres
         return Prediction(
             model=self.classifier.name,
-            version=self.classifier.version,
-            probabilities=scores(
-                list(zip(self.classifier.genres, map(float, probabilities), strict=True))
-            ),
-            top_k=scores(decision.top_k),
-            predicted=scores(decision.predicted),
+            version=self.version,
+            probabilities=scores(list(zip(genres, map(float, scored.probabilities), strict=True))),
+            top_k=scores(scored.decision.top_k),
+            predicted=scores(scored.decision.predicted),
             image=_image_info(poster),
-            timings_ms=Timings(**_milliseconds(stages)),
+            timings_ms=timings,
             batch_size=batch_size,
         )
+
+
+class PredictionService:
+    """The process's service: the gate and decode lanes every version shares, and the versions
+    it serves, one of them the default (answers without ?version=)."""
+
+    def __init__(
+        self,
+        classifiers: Sequence[GenreClassifier],
+        explainers: Sequence[Explainer | None],
+        settings: Settings,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.decoding = DecodeLanes(settings.decode_workers, settings.max_image_pixels)
+        self.gate = Gate(
+            settings,
+            queue_depth=lambda: sum(m.batcher.depth for m in self.models.values()),
+            worker_failed=lambda: any(m.batcher.failure is not None for m in self.models.values()),
+        )
+        self.models = {
+            c.version: ModelService(c, e, settings, metrics, self.gate, self.decoding)
+            for c, e in zip(classifiers, explainers, strict=True)
+        }
+        self.name = classifiers[0].name
+        self.default_version = classifiers[0].version
+        metrics.track_queue(lambda: sum(m.batcher.depth for m in self.models.values()))
+        metrics.ready.set_function(lambda: float(self.gate.health == "ok"))
+        metrics.batch_worker_up.set_function(
+            lambda: float(all(m.batcher.failure is None for m in self.models.values()))
+        )
+
+    @property
+    def versions(self) -> list[str]:
+        """The versions served, the default first."""
+        return [self.default_version, *(v for v in self.models if v != self.default_version)]
+
+    @property
+    def default(self) -> ModelService:
+        return self.models[self.default_version]
+
+    def model(self, version: str | None) -> ModelService:
+        """The version asked for (None: the default); UnknownVersion (404) naming those served."""
+        if version is None:
+            return self.default
+        found = self.models.get(version)
+        if found is None:
+            raise UnknownVersion(
+                f"Version {version[:60]!r} is not served here; served: {', '.join(self.versions)}."
+            )
+        return found
+
+    def set_default(self, version: str) -> str:
+        """Make `version` (one served) the default; the previous default."""
+        self.model(version)
+        previous, self.default_version = self.default_version, version
+        self._publish_versions()
+        return previous
+
+    def _publish_versions(self) -> None:
+        """`poster_model_info`: 1 for each version served, `default` true for the default."""
+        self.metrics.model_info.clear()
+        for version, model in self.models.items():
+            self.metrics.model_info.labels(
+                name=self.name,
+                version=version,
+                runtime=model.classifier.runtime,
+                default=str(version == self.default_version).lower(),
+            ).set(1)
+
+    async def start(self) -> None:
+        for model in self.models.values():
+            await model.start()
+        self._publish_versions()
+        self.gate.status = "ok"
+
+    async def stop(self) -> None:
+        self.gate.drain()
+        for model in self.models.values():
+            await model.stop()
+        self.decoding.shutdown()

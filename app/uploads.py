@@ -31,7 +31,7 @@ from starlette.types import Scope
 
 from app.config import Settings
 from app.errors import ClientDisconnected, MissingFile, TooManyFiles, UnsupportedMediaType
-from app.schemas import ErrorResponse
+from app.schemas import ErrorResponse, ProtocolError
 
 T = TypeVar("T")
 Endpoint = Callable[..., Awaitable[Any]]
@@ -42,13 +42,21 @@ class Upload:
     """What an upload route takes. `batch`: several posters in the multipart field `files`, under
     the batch body limit, holding batch queue places from the headers; otherwise one poster, as
     the multipart field `file` or as the raw body. `explains`: an explanation, admitted only while
-    explanations have room."""
+    explanations have room. `open_inference`: a protocol infer request (app/open_inference.py),
+    its posters in JSON or binary tensor data; with `batch`, as many as a batch."""
 
     batch: bool = False
     explains: bool = False
+    open_inference: bool = False
 
     def body_limit(self, settings: Settings) -> int:
         return settings.max_batch_upload_bytes if self.batch else settings.max_upload_bytes
+
+    @property
+    def body_copies(self) -> int:
+        """What parsing the body holds at once, in copies of it: the body and the posters cut
+        from it; a protocol body in JSON also its text and the posters' base64."""
+        return 3 if self.open_inference else 2
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -58,7 +66,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "unauthorized (only when an API key is configured)",
         413: "payload_too_large",
         415: "unsupported_format (the image) or unsupported_media_type (the body's Content-Type)",
+        404: "unknown_version: ?version= names a version not served",
         422: "missing_file, image_too_large, too_many_files or invalid_parameter",
+        503: "overloaded, deadline_exceeded or draining (with Retry-After)",
+    }.items()
+}
+# The protocol's infer routes: the same statuses, in its error shape.
+PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProtocolError, "description": description}
+    for status, description in {
+        400: "a request the protocol or the model cannot take, or a poster that is not an image",
+        401: "unauthorized (only when an API key is configured)",
+        404: "an unknown model or version",
+        413: "payload_too_large",
+        415: "unsupported_format",
+        422: "too many posters, or one too large",
         503: "overloaded, deadline_exceeded or draining (with Retry-After)",
     }.items()
 }
@@ -102,8 +124,8 @@ def upload_route(
             path,
             endpoint,
             methods=["POST"],
-            responses=ERRORS,
-            openapi_extra=None if upload.batch else RAW_BODY,
+            responses=PROTOCOL_ERRORS if upload.open_inference else ERRORS,
+            openapi_extra=None if upload.batch or upload.open_inference else RAW_BODY,
             **route,
         )
         return endpoint

@@ -298,11 +298,17 @@ def checkout_of(revision: str) -> Iterator[Path]:
 
 
 async def drive(
-    url: str, posters: list[bytes], concurrency: int, duration_s: float, row: Row
+    url: str,
+    posters: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    row: Row,
+    per_request: int = 0,
 ) -> None:
-    """Closed loop: `concurrency` clients, each posting its next poster when answered (the lean
-    client of bench/loadclient.py, so the client's CPU takes little from the server's cores)."""
-    await loadclient.drive(url, posters, concurrency, duration_s, row)
+    """Closed loop: `concurrency` clients, each posting its next request when answered (the lean
+    client of bench/loadclient.py, so the client's CPU takes little from the server's cores);
+    `per_request` posters a request for /predict/batch and the protocol's infer."""
+    await loadclient.drive(url, posters, concurrency, duration_s, row, per_request)
 
 
 def stat_cpu_s(stat: Path) -> float:

@@ -9,6 +9,8 @@ measure is the server, not the client. Only loopback addresses are ever targeted
 from __future__ import annotations
 
 import asyncio
+import json
+import struct
 import time
 import uuid
 from typing import Protocol
@@ -40,19 +42,63 @@ def multipart(poster: bytes, field: str = "file") -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def requests_for(url: str, posters: list[bytes]) -> list[bytes]:
-    """One complete request (head and body) per poster."""
+def multipart_batch(posters: list[bytes]) -> tuple[bytes, str]:
+    """(body, content type) of a form upload of several posters, field `files`."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="p{i}.jpg"'
+            "\r\nContent-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + poster
+        + b"\r\n"
+        for i, poster in enumerate(posters)
+    ]
+    return b"".join(
+        parts
+    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def infer_binary(posters: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of an Open Inference Protocol infer request carrying the posters as
+    binary tensor data, outputs asked for as binary: what tritonclient sends by default."""
+    blob = b"".join(struct.pack("<I", len(p)) + p for p in posters)
+    image = {
+        "name": "image",
+        "shape": [len(posters)],
+        "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(blob)},
+    }
+    header = json.dumps({"inputs": [image], "parameters": {"binary_data_output": True}}).encode()
+    return header + blob, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def _request(url: str, body: bytes, headers: dict[str, str]) -> bytes:
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    built = []
-    for poster in posters:
-        body, kind = multipart(poster)
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {kind}\r\n"
-            f"Content-Length: {len(body)}\r\nAccept: application/json\r\n\r\n"
-        )
-        built.append(head.encode() + body)
-    return built
+    lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def requests_for(url: str, posters: list[bytes], per_request: int = 0) -> list[bytes]:
+    """Complete requests (head and body): one form upload per poster; with `per_request`, a
+    batch form of that many posters each (for /predict/batch), or an infer request of that many
+    (for a /v2/.../infer URL)."""
+    if not per_request:
+        return [
+            _request(url, body, {"Content-Type": kind, "Accept": "application/json"})
+            for body, kind in map(multipart, posters)
+        ]
+    groups = [
+        [posters[(start + k) % len(posters)] for k in range(per_request)]
+        for start in range(0, len(posters), per_request)
+    ]
+    if urlsplit(url).path.endswith("/infer"):
+        return [_request(url, *infer_binary(group)) for group in groups]
+    return [
+        _request(url, body, {"Content-Type": kind}) for body, kind in map(multipart_batch, groups)
+    ]
 
 
 async def _exchange(
@@ -77,12 +123,18 @@ async def _exchange(
 
 
 async def drive(
-    url: str, posters: list[bytes], concurrency: int, duration_s: float, row: Tally
+    url: str,
+    posters: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    row: Tally,
+    per_request: int = 0,
 ) -> None:
-    """Closed loop: `concurrency` clients, each posting its next poster when answered."""
+    """Closed loop: `concurrency` clients, each posting its next request when answered (one
+    poster each, or `per_request` posters: see `requests_for`)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    requests = requests_for(url, posters)
+    requests = requests_for(url, posters, per_request)
     end = time.monotonic() + duration_s
 
     async def one_client(offset: int) -> None:

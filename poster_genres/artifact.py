@@ -141,6 +141,20 @@ def resolve_version_dir(store: Path, name: str, version: str | None) -> Path:
     return model_dir / versions[-1]
 
 
+def resolve_served_versions(
+    store: Path, name: str, default: str | None, more: list[str]
+) -> list[Path]:
+    """The version directories one process serves, the default first: `default` (the newest when
+    None) and the versions in `more` (`["all"]`: every version in the store), each once."""
+    paths = [resolve_version_dir(store, name, default)]
+    wanted = available_versions(store, name) if more == ["all"] else more
+    for version in wanted:
+        path = resolve_version_dir(store, name, version)
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -172,3 +172,19 @@ def real_data() -> Path:
 
 def image_array(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def two_version_store(tmp_path_factory: pytest.TempPathFactory, tiny_store: Path) -> Path:
+    """The tiny store with a second version, `tiny-b`: tiny's weights (the same probabilities)
+    with another decision rule, one threshold of 0.05 shared by every genre and no cap."""
+    from poster_genres.artifact import update_metadata
+    from poster_genres.metadata import DecisionSettings
+
+    store = tmp_path_factory.mktemp("two-versions")
+    shutil.copytree(tiny_store, store, dirs_exist_ok=True)
+    second = store / "poster-genres" / "tiny-b"
+    shutil.copytree(store / "poster-genres" / "tiny", second)
+    rule = DecisionSettings(rule="global_threshold", threshold=0.05, max_predicted=0, floor=0.0)
+    update_metadata(second, lambda m: m.model_copy(update={"version": "tiny-b", "decision": rule}))
+    return store

@@ -6,6 +6,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -141,11 +142,11 @@ def test_metrics_expose_requests_stages_batches_queue_and_genres(client: TestCli
     runtime = client.get("/model").json()["runtime"]
     assert runtime == "litert"  # the tiny version has a checked model.tflite: auto picks it
     for stage in ("decode", "preprocess", "queue", "inference", "total"):
-        assert f'poster_stage_seconds_count{{runtime="{runtime}",stage="{stage}"}}' in text
-    assert f'poster_batch_size_count{{runtime="{runtime}"}}' in text
-    assert (
-        f'poster_model_info{{name="poster-genres",runtime="{runtime}",version="tiny"}} 1.0' in text
-    )
+        series = f'{{runtime="{runtime}",stage="{stage}",version="tiny"}}'
+        assert f"poster_stage_seconds_count{series}" in text
+    assert f'poster_batch_size_count{{runtime="{runtime}",version="tiny"}}' in text
+    labels = f'default="true",name="poster-genres",runtime="{runtime}",version="tiny"'
+    assert f"poster_model_info{{{labels}}} 1.0" in text
     assert "poster_queue_depth 0.0" in text
     assert re.search(r'poster_answers_total{version="tiny"} [1-9]', text)
 
@@ -365,17 +366,17 @@ def test_draining_service_refuses_work_and_fails_readiness(tiny_store: Path) -> 
 def test_model_exception_is_a_clean_500_and_the_next_request_succeeds(tiny_store: Path) -> None:
     app = create_app(make_settings(tiny_store))
     with TestClient(app, raise_server_exceptions=False) as faulty:
-        classifier = app.state.service.classifier
+        classifier = app.state.service.default.classifier
         original = classifier.predict
 
         def explode(batch: np.ndarray) -> np.ndarray:
             raise RuntimeError("/secret/path/model.keras exploded")
 
-        app.state.service.batcher._infer = explode
+        app.state.service.default.batcher._infer = explode
         failed = predict(faulty)
         assert_error(failed, 500, "inference_failed")
         assert "secret" not in failed.text and "Traceback" not in failed.text
-        app.state.service.batcher._infer = original
+        app.state.service.default.batcher._infer = original
         assert predict(faulty).status_code == 200
 
 
@@ -484,7 +485,7 @@ def test_a_batch_limit_above_the_batch_share_is_a_start_up_error(tiny_store: Pat
 def test_readiness_fails_when_the_batch_worker_has_died(tiny_store: Path) -> None:
     with TestClient(create_app(make_settings(tiny_store)), raise_server_exceptions=False) as hurt:
         assert hurt.get("/health/ready").status_code == 200
-        batcher = hurt.app.state.service.batcher  # type: ignore[attr-defined]  # a FastAPI app
+        batcher = hurt.app.state.service.default.batcher  # type: ignore[attr-defined]  # a FastAPI app
         batcher._failure = RuntimeError("worker died")  # what _supervise records
         ready = hurt.get("/health/ready")
         assert ready.status_code == 503 and ready.json()["status"] == "failed"
@@ -508,7 +509,8 @@ def test_a_client_that_leaves_mid_upload_is_a_499_not_a_500() -> None:
 
     class FakeRequest:
         state = type("State", (), {"request_id": "r1"})()
+        scope: ClassVar[dict[str, object]] = {"state": {"request_id": "r1"}, "path": "/predict"}
 
-    response = asyncio.run(_client_disconnect(FakeRequest(), ClientDisconnect()))  # type: ignore[arg-type]  # only .state is read
+    response = asyncio.run(_client_disconnect(FakeRequest(), ClientDisconnect()))  # type: ignore[arg-type]  # only .state and .scope are read
     assert response.status_code == 499
     assert b'"client_disconnected"' in response.body

@@ -139,7 +139,13 @@ def test_the_image_serves_one_pinned_committed_model_version() -> None:
     assert "ENV POSTER_MODEL_VERSION=${MODEL_VERSION}" in text
     for name in ("model.keras", "model.tflite"):  # keras target / both targets
         assert (PROJECT / "model_store" / "poster-genres" / version / name).is_file()
-    assert "COPY model_store /" not in text  # never the whole store
+    # Never the whole store: the images take only the listed versions, from the models stage.
+    assert "COPY model_store /" not in text
+    assert text.count("COPY --from=models /litert/ /srv/model_store/") == 1
+    assert text.count("COPY --from=models /keras/ /srv/model_store/") == 1
+    assert re.findall(r"^COPY model_store\S* ", text, flags=re.MULTILINE) == [
+        "COPY model_store/poster-genres "
+    ]  # into the models stage only, which is never shipped
     deployment = (PROJECT / "deploy/kubernetes/deployment.yaml").read_text()
     assert re.search(rf'POSTER_MODEL_VERSION.*\n\s+value: "{re.escape(version)}"', deployment)
     assert not text.startswith("# syntax")  # BuildKit would fetch a frontend image

@@ -155,7 +155,7 @@ def test_explanations_beyond_their_share_are_refused_at_once(
         try:
             with_portal = one.portal  # the app's own event loop
             first = with_portal.start_task_soon(
-                lambda: asyncio.wait_for(service.explain(POSTER, None), 20)
+                lambda: asyncio.wait_for(service.default.explain(POSTER, None), 20)
             )
             for _ in range(200):
                 if service.gate.explanations_full:

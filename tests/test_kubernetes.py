@@ -154,8 +154,10 @@ def test_the_api_key_comes_from_a_secret_and_the_model_version_is_pinned(
 
 def test_the_disruption_budget_and_autoscaler_target_the_deployment() -> None:
     labels = load("deployment.yaml")["spec"]["selector"]["matchLabels"]
-    assert load("pdb.yaml")["spec"]["selector"]["matchLabels"] == labels
-    assert load("service.yaml")["spec"]["selector"] == labels
+    # The Service and the budget cover every track's pods (a canary's too): all but `track`.
+    service_pods = {k: v for k, v in labels.items() if k != "track"}
+    assert load("pdb.yaml")["spec"]["selector"]["matchLabels"] == service_pods
+    assert load("service.yaml")["spec"]["selector"] == service_pods
     target = load("hpa.yaml")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "poster-genres")
     assert load("hpa.yaml")["spec"]["minReplicas"] >= 2
@@ -196,7 +198,7 @@ def test_replicas_are_spread_over_the_nodes() -> None:
     assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # a pod never stays Pending for it
     selector = spread["labelSelector"]["matchLabels"]
     assert selector.items() <= template["metadata"]["labels"].items()  # counts these very pods
-    assert selector == deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["selector"]["matchLabels"].items()
 
 
 def test_the_scrape_annotations_point_at_the_metrics_route(
@@ -315,3 +317,40 @@ def test_the_jobs_commands_score_and_merge_a_catalogue_as_one_run_does(
     ]
     assert subprocess.run(one_run, env=env, cwd=PROJECT, timeout=300).returncode == 0
     assert (data / "out" / "genres.csv").read_text() == single.read_text()
+
+
+CANARY = MANIFESTS / "canary" / "deployment.yaml"
+
+
+def test_the_canary_passes_the_kubernetes_schemas_strictly() -> None:
+    validate_strictly([CANARY])
+    validate_strictly([CANARY], "--kubernetes-version", documented_minimum_version())
+
+
+def test_the_canary_is_the_stable_deployment_with_another_version_fixed_replicas_and_track() -> (
+    None
+):
+    stable, canary = load("deployment.yaml"), yaml.safe_load(CANARY.read_text())
+    service_selector = load("service.yaml")["spec"]["selector"]
+    for deployment, track in ((stable, "stable"), (canary, "canary")):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"] == {**service_selector, "track": track}
+        assert labels == {**service_selector, "track": track}  # the Service reaches both
+    assert canary["spec"]["replicas"] == 1
+    hpa_target = load("hpa.yaml")["spec"]["scaleTargetRef"]["name"]
+    assert hpa_target == stable["metadata"]["name"] != canary["metadata"]["name"]
+    stable_env = env_of(stable["spec"]["template"]["spec"]["containers"][0])
+    canary_env = env_of(canary["spec"]["template"]["spec"]["containers"][0])
+    assert canary_env["POSTER_MODEL_VERSION"] != stable_env["POSTER_MODEL_VERSION"]
+    version = canary_env["POSTER_MODEL_VERSION"]
+    assert (PROJECT / "model_store" / "poster-genres" / version / "model.tflite").is_file()
+    # Everything else is the stable Deployment's, so a change to one reaches the other.
+    for deployment in (stable, canary):
+        deployment["metadata"]["name"] = "x"
+        deployment["spec"]["replicas"] = 0
+        deployment["spec"]["selector"]["matchLabels"]["track"] = "x"
+        deployment["spec"]["template"]["metadata"]["labels"]["track"] = "x"
+        for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if variable["name"] == "POSTER_MODEL_VERSION":
+                variable["value"] = "x"
+    assert canary == stable

@@ -132,11 +132,11 @@ def test_readiness_and_worker_gauges_follow_the_service(tiny_store: Path) -> Non
         found = samples(client.get("/metrics").text)
         assert value(found, "poster_ready") == 1.0
         assert value(found, "poster_batch_worker_up") == 1.0
-        app.state.service.batcher._failure = RuntimeError("the worker died")
+        app.state.service.default.batcher._failure = RuntimeError("the worker died")
         found = samples(client.get("/metrics").text)
         assert value(found, "poster_ready") == 0.0
         assert value(found, "poster_batch_worker_up") == 0.0
-        app.state.service.batcher._failure = None
+        app.state.service.default.batcher._failure = None
         app.state.service.gate.drain()
         found = samples(client.get("/metrics").text)
         assert value(found, "poster_ready") == 0.0

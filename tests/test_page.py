@@ -276,3 +276,38 @@ def test_the_api_key_prompt_points_at_the_field(tiny_store: Path, browser, tmp_p
         page.get_by_role("button", name="Use key").click()
         page.wait_for_selector("#bars .bar")
         page.close()
+
+
+def test_the_page_offers_a_version_picker_when_several_are_served(
+    two_version_store: Path, browser, tmp_path: Path
+) -> None:
+    env = {"POSTER_MODEL_VERSION": "tiny", "POSTER_MODEL_VERSIONS": "tiny-b"}
+    with running_service(two_version_store, env) as running:
+        poster = tmp_path / "poster.png"
+        poster.write_bytes(poster_bytes((200, 30, 30), size=(120, 180), fmt="PNG"))
+        api = httpx.post(
+            f"{running.url}/predict?version=tiny-b",
+            files={"file": ("poster.png", poster.read_bytes())},
+        ).json()
+        page = browser.new_page()
+        page.goto(running.url)
+        picker = page.get_by_label("Model version")
+        picker.wait_for()
+        assert page.locator("#version option").all_inner_texts() == ["tiny (default)", "tiny-b"]
+        picker.select_option("tiny-b")
+        page.get_by_label("Choose a poster").set_input_files(str(poster))
+        page.wait_for_selector("#bars .bar")
+        page.wait_for_function(
+            "document.querySelector('#model-version').innerText.includes('tiny-b')"
+        )
+        predicted = page.locator("#bars .bar.is-predicted")
+        assert predicted.count() == len(api["predicted"])
+        page.close()
+
+
+def test_the_page_has_no_version_picker_for_one_version(browser, service: str) -> None:
+    page = browser.new_page()
+    page.goto(service)
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#version-row").is_hidden()
+    page.close()

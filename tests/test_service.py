@@ -23,6 +23,8 @@ class FakeClassifier:
     buckets = (1,)
     genres = ("a",)
     runtime = "litert"
+    version = "fake"
+    name = "poster-genres"
 
     class runner:  # named as the attribute of GenreClassifier
         parallel = 1
@@ -54,11 +56,13 @@ def test_a_request_cancelled_while_waiting_for_a_decode_slot_is_never_decoded(
 
     async def scenario() -> None:
         settings = make_settings(tiny_store, decode_workers=1)
-        service = PredictionService(FakeClassifier(), settings, ServiceMetrics(), FakeExplainer())  # type: ignore[arg-type]  # stand-ins
+        service = PredictionService(
+            [FakeClassifier()], [FakeExplainer()], settings, ServiceMetrics()
+        )  # type: ignore[list-item]  # stand-ins
         await service.start()
-        first = asyncio.ensure_future(service.predict(b"first", 1))
+        first = asyncio.ensure_future(service.default.predict(b"first", 1))
         await asyncio.sleep(0.2)  # `first` holds the only decode slot
-        second = asyncio.ensure_future(service.predict(b"second", 1))
+        second = asyncio.ensure_future(service.default.predict(b"second", 1))
         await asyncio.sleep(0.2)
         second.cancel()  # what unless_client_leaves does when the client goes away
         release.set()

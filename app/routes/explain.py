@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.deps import GenreIndex, ServiceDep
+from app.deps import GenreIndex, ModelDep
 from app.schemas import Explanation
 from app.uploads import (
     OptionalPosterFile,
@@ -19,10 +19,10 @@ router = APIRouter(tags=["explain"])
 
 @upload_route(router, "/explain", Upload(explains=True), response_model=Explanation)
 async def explain(
-    request: Request, service: ServiceDep, genre: GenreIndex, file: OptionalPosterFile = None
+    request: Request, model: ModelDep, genre: GenreIndex, file: OptionalPosterFile = None
 ) -> Explanation:
     """A heatmap of where the model found evidence for `genre` in the poster (Grad-CAM), as a grid
     and as a PNG overlay. The same upload rules, limits and errors as /predict; at most
     POSTER_MAX_EXPLANATIONS at once (beyond: 503 overloaded)."""
     data = await read_one_poster(request, file)
-    return await unless_client_leaves(request, service.explain(data, genre))
+    return await unless_client_leaves(request, model.explain(data, genre))

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.schemas import ErrorResponse, Health, Liveness
+from app.service import PredictionService
 
 router = APIRouter(tags=["operations"])
 
@@ -30,16 +31,19 @@ async def live() -> Liveness:
     responses={503: {"model": Health, "description": "loading, draining or failed"}},
 )
 async def ready(request: Request) -> Response:
-    """200 when the model is loaded, warmed up and taking work; 503 with the reason otherwise."""
-    service = getattr(request.app.state, "service", None)
+    """200 when every version served is loaded, warmed up and taking work; 503 with the reason
+    otherwise. `version` and `runtime` are the default version's."""
+    service: PredictionService | None = request.app.state.service
     if service is None:
         body = Health(status="loading", uptime_s=time.monotonic() - request.app.state.started)
         return JSONResponse(body.model_dump(), status_code=503)
+    default = service.default.classifier
     body = Health(
         status=service.gate.health,
-        model=service.classifier.name,
-        version=service.classifier.version,
-        runtime=service.classifier.runner.runtime,
+        model=default.name,
+        version=default.version,
+        runtime=default.runner.runtime,
+        versions=service.versions,
         uptime_s=round(service.gate.uptime_s, 3),
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 
-from app.deps import ServiceDep, SettingsDep, TopK
+from app.deps import ModelDep, SettingsDep, TopK
 from app.errors import TooManyFiles
 from app.gate import BatchPlaces
 from app.schemas import BatchItem, BatchPrediction, ErrorBody, Prediction
@@ -25,13 +25,13 @@ router = APIRouter(tags=["predict"])
 
 @upload_route(router, "/predict", Upload(), response_model=Prediction)
 async def predict(
-    request: Request, service: ServiceDep, top_k: TopK, file: OptionalPosterFile = None
+    request: Request, model: ModelDep, top_k: TopK, file: OptionalPosterFile = None
 ) -> Prediction:
     """Genre probabilities for one poster: a multipart form with field `file`, or the image itself
     as the body (`Content-Type: image/jpeg`, `image/png`, `image/webp`, `image/gif` or
     `application/octet-stream`)."""
     data = await read_one_poster(request, file)
-    prediction = await unless_client_leaves(request, service.predict(data, top_k))
+    prediction = await unless_client_leaves(request, model.predict(data, top_k))
     request.state.top_genre = prediction.top_k[0].genre
     return prediction
 
@@ -40,7 +40,7 @@ async def predict(
 async def predict_batch(
     request: Request,
     files: Annotated[list[UploadFile], File(description="posters, in order")],
-    service: ServiceDep,
+    model: ModelDep,
     settings: SettingsDep,
     top_k: TopK,
 ) -> BatchPrediction:
@@ -51,7 +51,7 @@ async def predict_batch(
 
     async def one(upload: UploadFile) -> BatchItem:
         try:
-            result = await service.predict(await upload.read(), top_k)
+            result = await model.predict(await upload.read(), top_k)
         except PosterGenresError as exc:
             request.app.state.metrics.observe_item_error("/predict/batch", exc.code)
             error = ErrorBody(code=exc.code, message=exc.message, request_id=request_id)

@@ -31,13 +31,31 @@ function percent(p) {
   return (p * 100).toFixed(1) + "%";
 }
 
+// The version the page asks for: "" is the service's default. Offered only when several are served.
+function versionQuery(separator) {
+  const version = $("version").value;
+  return version ? separator + "version=" + encodeURIComponent(version) : "";
+}
+
+function offerVersions(versions) {
+  if (versions.length < 2 || $("version").options.length) return;
+  versions.forEach((version, i) => {
+    const option = document.createElement("option");
+    option.value = i === 0 ? "" : version;
+    option.textContent = i === 0 ? version + " (default)" : version;
+    $("version").append(option);
+  });
+  $("version-row").hidden = false;
+}
+
 async function loadThresholds() {
   try {
-    const answer = await fetch("/genres");
+    const answer = await fetch("/genres" + versionQuery("?"));
     if (!answer.ok) return;
     const body = await answer.json();
     genres = Object.fromEntries(body.genres.map((g) => [g.genre, g]));
     rule = body.rule;
+    offerVersions(body.versions || []);
     describeRule();
   } catch (error) {
     genres = {};
@@ -157,7 +175,7 @@ async function toggleHeatmap(genre, button) {
   let answer;
   let body = null;
   try {
-    answer = await fetch("/explain?genre=" + encodeURIComponent(genre), {
+    answer = await fetch("/explain?genre=" + encodeURIComponent(genre) + versionQuery("&"), {
       method: "POST",
       body: form,
       headers: authHeaders(),
@@ -196,7 +214,11 @@ async function send(file) {
   form.append("file", file);
   let answer;
   try {
-    answer = await fetch("/predict?top_k=3", { method: "POST", body: form, headers: authHeaders() });
+    answer = await fetch("/predict?top_k=3" + versionQuery("&"), {
+      method: "POST",
+      body: form,
+      headers: authHeaders(),
+    });
   } catch (error) {
     say("The service cannot be reached. Check your connection and try again.", true);
     return;
@@ -233,6 +255,10 @@ function init() {
     event.preventDefault();
     drop.classList.remove("dragging");
     if (event.dataTransfer.files.length) send(event.dataTransfer.files[0]);
+  });
+  $("version").addEventListener("change", async () => {
+    await loadThresholds();
+    if (lastFile) send(lastFile);
   });
   $("retry").addEventListener("click", () => {
     sessionStorage.setItem("poster-genres-key", $("api-key").value);
