@@ -99,7 +99,9 @@ class AdmissionMiddleware:
         if upload is not None:
             refusal = self._refusal(scope, upload)
             if refusal is None and upload.batch:
-                await self._hold_batch_places(scope, receive, send)
+                # A protocol request may carry one poster: it holds one, then what it carries.
+                held = 1 if upload.open_inference else self.max_batch_files
+                await self._hold_batch_places(scope, receive, send, held)
                 return
         elif get_route_path(scope) in KEYED_PATHS:
             refusal = self._unauthorized(scope)
@@ -110,13 +112,15 @@ class AdmissionMiddleware:
             return
         await self._refuse(scope, receive, send, refusal)
 
-    async def _hold_batch_places(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _hold_batch_places(
+        self, scope: Scope, receive: Receive, send: Send, held: int
+    ) -> None:
         """A batch holds the most places it may need before its body is read (refused at once
         when they are not free), and the route gives back the extra once the files are counted."""
         service = self.service()
         assert service is not None  # _refusal has checked
         try:
-            places = service.gate.hold_batch_places(self.max_batch_files)
+            places = service.gate.hold_batch_places(held)
         except Overloaded as refusal:
             await self._refuse(scope, receive, send, refusal)
             return

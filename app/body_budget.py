@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 
 BODY_COPIES = 2
+# The most any route is charged per byte: a protocol request in JSON (app/uploads.py).
+MAX_BODY_COPIES = 3
 MIB = 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, held fixed
@@ -66,7 +68,7 @@ def container_memory_limit() -> int:
 
 def default_budget_mb(largest_body: int) -> int:
     """A quarter of the memory limit, and never less than the largest single body's charge."""
-    return max(container_memory_limit() // 4, BODY_COPIES * largest_body) // MIB
+    return max(container_memory_limit() // 4, MAX_BODY_COPIES * largest_body) // MIB
 
 
 def _glibc() -> ctypes.CDLL | None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from app.body_budget import BODY_COPIES, MIB, default_budget_mb
+from app.body_budget import MAX_BODY_COPIES, MIB, default_budget_mb
 from poster_genres.preprocessing import DEFAULT_MAX_PIXELS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="MiB all request bodies in flight may hold, each charged twice its size "
-        "(parsing copies it); beyond: 503. Default: a quarter of the memory limit",
+        "(parsing copies it; three times for a protocol request); beyond: 503. Default: a "
+        "quarter of the memory limit",
     )
     max_batch_files: int = Field(32, ge=1, description="files per /predict/batch request")
     max_batch_share: float = Field(
@@ -136,12 +137,12 @@ class Settings(BaseSettings):
             raise ValueError("POSTER_CORS_ORIGINS must list origins explicitly, not '*'")
         if self.metrics_port == self.port:
             raise ValueError(f"POSTER_METRICS_PORT must differ from POSTER_PORT ({self.port})")
-        largest = BODY_COPIES * max(self.max_upload_bytes, self.max_batch_upload_bytes)
+        largest = MAX_BODY_COPIES * max(self.max_upload_bytes, self.max_batch_upload_bytes)
         if self.max_inflight_body_mb is not None and self.max_inflight_body_mb * MIB < largest:
             # Otherwise the largest allowed upload could never be received, even on an idle server.
             raise ValueError(
                 f"POSTER_MAX_INFLIGHT_BODY_MB ({self.max_inflight_body_mb}) must hold one "
-                f"largest upload charged twice: at least {-(-largest // MIB)}"
+                f"largest upload charged three times: at least {-(-largest // MIB)}"
             )
         batch_places = int(self.max_batch_share * self.max_queue)
         if self.max_batch_files > batch_places:
@@ -162,6 +163,12 @@ class Settings(BaseSettings):
                     f"{name} must be at least {MIN_API_KEY_LENGTH} characters "
                     f"(got {len(key.strip())}); leave it unset to run without a key"
                 )
+        if (
+            self.admin_key is not None
+            and self.api_key is not None
+            and (self.admin_key.get_secret_value() == self.api_key.get_secret_value())
+        ):
+            raise ValueError("POSTER_ADMIN_KEY must differ from POSTER_API_KEY")
         if "all" in self.model_versions and len(self.model_versions) > 1:
             raise ValueError("POSTER_MODEL_VERSIONS is either `all` or a list of versions")
         return self

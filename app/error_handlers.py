@@ -116,7 +116,10 @@ def error_response(
 
 def domain_error_response(exc: PosterGenresError, scope: Scope) -> JSONResponse:
     """The JSON error for one of our errors, with its status and headers from the table."""
-    request_id = scope.get("state", {}).get("request_id", "")
+    state = scope.setdefault("state", {})
+    # For the access log and metrics, whatever shape the body takes (the protocol's has no code).
+    state["error_code"] = exc.code
+    request_id = state.get("request_id", "")
     return error_response(
         status_of(exc),
         exc.code,

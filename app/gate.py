@@ -26,11 +26,24 @@ BATCHES_FULL = "Too many batch images are in progress; retry shortly."
 
 class BatchPlaces:
     """The queue places one batch request holds: as many as a batch may have files, from its
-    headers (before its body is read), then only as many as it has, once they are counted."""
+    headers (before its body is read), then only as many as it has, once they are counted. A
+    protocol infer request holds one from its headers and takes the rest once its posters are
+    counted (`need`), so that one slow upload does not hold every batch place."""
 
-    def __init__(self, give_back: Callable[[int], None], held: int) -> None:
+    def __init__(
+        self, give_back: Callable[[int], None], held: int, take: Callable[[int], None]
+    ) -> None:
         self._give_back = give_back
+        self._take = take
         self.held = held
+
+    def need(self, n: int) -> None:
+        """Hold exactly `n`: give back the extra, or take the missing ones (Overloaded when they
+        are not free)."""
+        if n > self.held:
+            self._take(n - self.held)
+            self.held = n
+        self.keep(n)
 
     def keep(self, n: int) -> None:
         """Give back the places beyond `n`."""
@@ -111,10 +124,13 @@ class Gate:
     def hold_batch_places(self, n: int) -> BatchPlaces:
         """Hold `n` of the queue places batch requests share, or refuse at once: batches together
         never take more than POSTER_MAX_BATCH_SHARE of the queue, so single posters still fit."""
+        self._take_batch_places(n)
+        return BatchPlaces(self._give_back_batch_places, n, self._take_batch_places)
+
+    def _take_batch_places(self, n: int) -> None:
         if self._batch_images + n > self._batch_places:
             raise Overloaded(BATCHES_FULL)
         self._batch_images += n
-        return BatchPlaces(self._give_back_batch_places, n)
 
     def _give_back_batch_places(self, n: int) -> None:
         self._batch_images -= n

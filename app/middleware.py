@@ -89,7 +89,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             elif status >= 400 and code is None:
-                code = error_code(message.get("body", b""), status)
+                code = state.get("error_code") or error_code(message.get("body", b""), status)
             await send(message)
 
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ from poster_genres.errors import PosterGenresError
 
 PREFIX = "/v2"
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# The JSON before binary data describes one input and two outputs: a few hundred bytes.
+MAX_JSON_HEADER = 64 * 1024
+MAX_JSON_STRUCTURE = 4096
+MAX_ID = 256
+_LENGTH_VALUE = re.compile(r"[0-9]{1,12}")
 INPUT = "image"
 OUTPUTS = ("probabilities", "predicted")
 EXTENSIONS = ("binary_tensor_data",)
@@ -67,21 +73,45 @@ def header_length(value: str | None, body_length: int | None) -> int | None:
     when absent; InvalidRequest when it is not a length within the body."""
     if value is None:
         return None
-    if not value.isdigit() or (body_length is not None and int(value) > body_length):
+    if not _LENGTH_VALUE.fullmatch(value) or (body_length is not None and int(value) > body_length):
+        raise InvalidRequest(f"{HEADER_LENGTH} must be a length within the body.")
+    if int(value) > MAX_JSON_HEADER:
         raise InvalidRequest(
-            f"{HEADER_LENGTH} must be a length within the body, got {value[:20]!r}."
+            f"{HEADER_LENGTH} is at most {MAX_JSON_HEADER // 1024} KiB: the JSON describes the "
+            "tensors, the posters follow it as binary data."
         )
     return int(value)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
+    # Checked on the bytes, before parsing: what a request can make json.loads build. A real
+    # request has a few dozen brackets and one comma per poster; millions of `{}` or `0,` would
+    # cost seconds and 27 times their size in objects. Past the header size, only ASCII (base64),
+    # since one emoji makes Python hold every character of a string in 4 bytes.
+    structure = data.count(b"[") + data.count(b"{") + data.count(b",")
+    if structure > MAX_JSON_STRUCTURE:
+        raise InvalidRequest(
+            f"The request's JSON has more than {MAX_JSON_STRUCTURE} arrays, objects and values; "
+            "send posters as base64 strings or binary data."
+        )
+    if len(data) > MAX_JSON_HEADER and not data.isascii():
+        raise InvalidRequest(
+            f"A JSON request over {MAX_JSON_HEADER // 1024} KiB must be ASCII (base64 posters)."
+        )
     try:
         parsed = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting too deep
         raise InvalidRequest("The request's JSON cannot be parsed.") from None
     if not isinstance(parsed, dict):
         raise InvalidRequest("The request must be a JSON object.")
     return parsed
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a message: a short string as it is, anything else by its type."""
+    if isinstance(value, str) and len(value) <= 40:
+        return repr(value)
+    return f"(a {type(value).__name__})"
 
 
 def _parameters(item: dict[str, Any]) -> dict[str, Any]:
@@ -92,11 +122,19 @@ def _parameters(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(data: Any) -> Iterator[Any]:
-    if isinstance(data, list):
-        for item in data:
-            yield from _flatten(item)
-    else:
-        yield data
+    """The leaves of nested lists, in order; iterative, since JSON nests as deep as it likes."""
+    stack = [iter([data])]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        else:
+            yield item
+
+
+_END = object()
 
 
 def _count(shape: Any, max_images: int) -> int:
@@ -106,7 +144,7 @@ def _count(shape: Any, max_images: int) -> int:
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
         or (len(shape) == 2 and shape[1] != 1)
     ):
-        raise InvalidRequest(f"Input '{INPUT}' has shape [n] (or [n, 1]), got {shape!r:.60}.")
+        raise InvalidRequest(f"Input '{INPUT}' has shape [n] (or [n, 1]).")
     n = int(shape[0])
     if n < 1:
         raise InvalidRequest(f"Input '{INPUT}' needs at least one poster.")
@@ -116,8 +154,11 @@ def _count(shape: Any, max_images: int) -> int:
 
 
 def _binary_elements(blob: bytes, n: int) -> list[bytes]:
-    elements, position = [], 0
+    elements: list[bytes] = []
+    position = 0
     while position < len(blob):
+        if len(elements) == n:
+            raise InvalidRequest(f"The binary data holds more elements than the shape's {n}.")
         if position + _LENGTH.size > len(blob):
             raise InvalidRequest("The binary data ends inside an element's length.")
         (size,) = _LENGTH.unpack_from(blob, position)
@@ -159,7 +200,7 @@ def _requested_outputs(request: dict[str, Any]) -> dict[str, bool]:
     for output in asked:
         name = output.get("name")
         if name not in OUTPUTS:
-            raise InvalidRequest(f"Unknown output {str(name)[:40]!r}; the outputs are {OUTPUTS}.")
+            raise InvalidRequest(f"Unknown output {_shown(name)}; the outputs are {OUTPUTS}.")
         binary = _parameters(output).get("binary_data", default)
         if not isinstance(binary, bool):
             raise InvalidRequest("parameters.binary_data must be true or false.")
@@ -178,18 +219,16 @@ def parse_infer_request(body: bytes, json_length: int | None, max_images: int) -
         raise InvalidRequest(f"The request needs exactly one input, '{INPUT}'.")
     given = inputs[0]
     if given.get("name") != INPUT:
-        raise InvalidRequest(
-            f"Unknown input {str(given.get('name'))[:40]!r}; the input is '{INPUT}'."
-        )
+        raise InvalidRequest(f"Unknown input {_shown(given.get('name'))}; the input is '{INPUT}'.")
     if given.get("datatype") != "BYTES":
-        raise InvalidRequest(f"Input '{INPUT}' is BYTES, got {str(given.get('datatype'))[:20]!r}.")
+        raise InvalidRequest(f"Input '{INPUT}' is BYTES, got {_shown(given.get('datatype'))}.")
     n = _count(given.get("shape"), max_images)
     parameters = _parameters(given)
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
             raise InvalidRequest(
-                f"binary_data_size says {size!r:.20}; {len(binary)} bytes follow the JSON."
+                f"binary_data_size must be the {len(binary)} bytes that follow the JSON."
             )
         images = _binary_elements(binary, n)
     elif binary:
@@ -197,8 +236,8 @@ def parse_infer_request(body: bytes, json_length: int | None, max_images: int) -
     else:
         images = _json_elements(given.get("data"), parameters, n)
     request_id = header.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidRequest("'id' must be a string.")
+    if request_id is not None and (not isinstance(request_id, str) or len(request_id) > MAX_ID):
+        raise InvalidRequest(f"'id' must be a string of at most {MAX_ID} characters.")
     return InferRequest(request_id, images, _requested_outputs(header))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -288,14 +289,13 @@ class PredictionService:
 
     def _publish_versions(self) -> None:
         """`poster_model_info`: 1 for each version served, `default` true for the default."""
-        self.metrics.model_info.clear()
+        # New series first, then the stale ones go: a scrape never sees no default at all.
         for version, model in self.models.items():
-            self.metrics.model_info.labels(
-                name=self.name,
-                version=version,
-                runtime=model.classifier.runtime,
-                default=str(version == self.default_version).lower(),
-            ).set(1)
+            labels = (self.name, version, model.classifier.runtime)
+            is_default = version == self.default_version
+            self.metrics.model_info.labels(*labels, str(is_default).lower()).set(1)
+            with contextlib.suppress(KeyError):
+                self.metrics.model_info.remove(*labels, str(not is_default).lower())
 
     async def start(self) -> None:
         for model in self.models.values():

@@ -201,6 +201,8 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
             # A task is cancelled only once the loop has run it again; until then `cancelled()`
             # is False and `result()` raises InvalidStateError (a 500 instead of the 499).
             await asyncio.wait({task})
-    if task.cancelled():
+    # A gather cancelled from outside keeps its CancelledError as an exception on Python 3.11
+    # rather than counting as cancelled: either way, the client left.
+    if task.cancelled() or isinstance(task.exception(), asyncio.CancelledError):
         raise ClientDisconnected("The client went away.")
     return task.result()

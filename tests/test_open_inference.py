@@ -19,6 +19,7 @@ from app.open_inference import (
     InferRequest,
     InvalidRequest,
     encode_infer_response,
+    header_length,
     parse_infer_request,
 )
 from poster_genres.decision import shown
@@ -195,3 +196,79 @@ def test_encoding_mixes_json_and_binary_outputs() -> None:
         "data": ['["A"]'],
     }
     assert np.frombuffer(body[length:], dtype="<f4").tolist() == [0.5, 0.25]
+
+
+def test_json_nested_past_any_depth_is_a_400_not_a_crash() -> None:
+    deep = "[" * 3_000 + "]" * 3_000  # under the structure cap, past json's recursion limit
+    body = (
+        '{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ' + deep + "}]}"
+    )
+    with pytest.raises(InvalidRequest, match="cannot be parsed"):
+        parse_infer_request(body.encode(), None, 8)
+    deeper = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(InvalidRequest, match="arrays, objects and values"):
+        parse_infer_request(deeper.encode(), None, 8)
+    nested = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                          "parameters": {"content_type": "base64"}, "data": []}]}  # fmt: skip
+    value: Any = base64.b64encode(b"poster").decode()
+    for _ in range(900):  # within what json reads, past Python's recursion limit when walked
+        value = [value]
+    nested["inputs"][0]["data"] = value
+    assert parse_infer_request(json.dumps(nested).encode(), None, 8).images == [b"poster"]
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        (b'{"inputs": [' + b"0," * 5000 + b"0]}", "arrays, objects and values"),
+        (b'{"inputs": [' + b"{}," * 5000 + b"{}]}", "arrays, objects and values"),
+        (b'{"id": "' + "\u00e9".encode() * 70_000 + b'", "inputs": []}', "must be ASCII"),
+        (json.dumps(json_request([b"a"], id="x" * 300)).encode(), "at most 256 characters"),
+    ],
+    ids=["many values", "many objects", "large and not ASCII", "a long id"],
+)
+def test_json_that_would_cost_more_than_posters_is_refused_before_parsing(
+    body: bytes, phrase: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=phrase):
+        parse_infer_request(body, None, 32)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1" * 20, "-1", "99999"])
+def test_a_header_length_that_is_not_a_small_length_is_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        header_length(value, 100_000)
+
+
+def test_binary_data_with_more_elements_than_the_shape_stops_at_once() -> None:
+    blob = struct.pack("<I", 0) * 2_000_000  # 8 MB of empty elements
+    image = {"name": "image", "shape": [1], "datatype": "BYTES"}
+    image["parameters"] = {"binary_data_size": len(blob)}
+    header = json.dumps({"inputs": [image]}).encode()
+    with pytest.raises(InvalidRequest, match="more elements than the shape's 1"):
+        parse_infer_request(header + blob, len(header), 32)
+
+
+def test_an_infer_request_holds_one_batch_place_until_its_posters_are_counted(
+    served: TestClient,
+) -> None:
+    gate = served.app.state.service.gate  # type: ignore[attr-defined]  # a FastAPI app
+    first = gate.hold_batch_places(1)
+    second = gate.hold_batch_places(1)  # a second upload is admitted meanwhile
+    first.need(8)
+    assert first.held == 8
+    second.need(24)
+    from app.errors import Overloaded
+
+    with pytest.raises(Overloaded):
+        gate.hold_batch_places(1)  # 32 of 32 places held
+    first.release()
+    second.release()
+    assert served.post(INFER, json=json_request(POSTERS)).status_code == 200
+
+
+def test_protocol_errors_are_counted_by_code(served: TestClient) -> None:
+    served.post("/v2/models/poster-genres/versions/v9/infer", json=json_request(POSTERS[:1]))
+    text = served.get("/metrics").text
+    route = "/v2/models/{name}/versions/{version}/infer"
+    assert f'poster_errors_total{{code="unknown_version",route="{route}"}} 1.0' in text

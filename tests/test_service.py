@@ -81,7 +81,7 @@ def test_a_client_leaving_while_its_work_runs_is_client_disconnected_not_a_crash
     cancelled (its cleanup runs) and the route raises ClientDisconnected (499), never the
     InvalidStateError of asking a just-cancelled task for its result."""
     from app.errors import ClientDisconnected
-    from app.routes.predict import unless_client_leaves
+    from app.uploads import unless_client_leaves
 
     cleaned: list[bool] = []
 
@@ -104,6 +104,26 @@ def test_a_client_leaving_while_its_work_runs_is_client_disconnected_not_a_crash
 
     asyncio.run(scenario())
     assert cleaned == [True]
+
+
+def test_a_client_leaving_while_a_batch_gathers_is_client_disconnected_not_a_crash() -> None:
+    """The batch routes wait on asyncio.gather, which on Python 3.11 keeps a CancelledError as
+    its exception instead of counting as cancelled: still a 499, never a bare CancelledError."""
+    from app.errors import ClientDisconnected
+    from app.uploads import unless_client_leaves
+
+    class LeavingRequest:
+        @staticmethod
+        async def receive() -> dict[str, str]:
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+    async def scenario() -> None:
+        with pytest.raises(ClientDisconnected):
+            work = asyncio.gather(asyncio.sleep(5), asyncio.sleep(5), return_exceptions=True)
+            await unless_client_leaves(LeavingRequest(), work)  # type: ignore[arg-type]  # a stand-in
+
+    asyncio.run(scenario())
 
 
 def test_a_model_the_explainer_cannot_read_still_serves_predictions(

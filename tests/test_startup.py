@@ -50,8 +50,8 @@ def assert_plain(result: subprocess.CompletedProcess[str], code: int, *phrases: 
         (
             {"POSTER_MAX_INFLIGHT_BODY_MB": "100"},
             [
-                "POSTER_MAX_INFLIGHT_BODY_MB (100) must hold one largest upload charged twice: "
-                "at least 128"
+                "POSTER_MAX_INFLIGHT_BODY_MB (100) must hold one largest upload charged three "
+                "times: at least 192"
             ],
         ),
         (

@@ -10,6 +10,7 @@ from the headers, and each poster goes through the same decode lanes, batcher an
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 from typing import Any
 
@@ -45,6 +46,7 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"
 INFER = Upload(batch=True, open_inference=True)
+INLINE_PARSE_BYTES = 256 * 1024
 
 
 def _model(service: PredictionService, name: str, version: str | None) -> ModelService:
@@ -127,13 +129,15 @@ async def version_ready(service: ServiceDep, name: str, version: str) -> Respons
 
 async def _infer(request: Request, service: PredictionService, model: ModelService) -> Response:
     body = await request.body()
-    parsed = parse_infer_request(
-        body,
-        header_length(request.headers.get(HEADER_LENGTH), len(body)),
-        service.settings.max_batch_files,
+    json_length = header_length(request.headers.get(HEADER_LENGTH), len(body))
+    parse = functools.partial(
+        parse_infer_request, body, json_length, service.settings.max_batch_files
     )
+    # A large body (base64 posters) takes tens of milliseconds to parse: off the event loop.
+    large = len(body) > INLINE_PARSE_BYTES
+    parsed = await asyncio.get_running_loop().run_in_executor(None, parse) if large else parse()
     places: BatchPlaces = request.state.batch_places  # held by admission, from the headers
-    places.keep(len(parsed.images))
+    places.need(len(parsed.images))
     scored = await unless_client_leaves(
         request,
         asyncio.gather(*(model.score(image, 1) for image in parsed.images), return_exceptions=True),
