@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None, routers: Sequence[APIRouter] = ()) -> in
 def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
     """Load the models (or fail in one line), then run uvicorn until a shutdown signal."""
     from app.logs import configure_logging
-    from poster_genres.artifact import open_version, resolve_served_versions
+    from app.main import create_app, load_classifier, served_versions
     from poster_genres.cli import import_tensorflow
     from poster_genres.errors import ModelStoreError
     from poster_genres.runtimes import resolve_runtime
@@ -131,13 +131,7 @@ def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
 
     configure_logging(settings.log_level)  # the process's one logging set-up
     try:  # a mistyped version, or a runtime it cannot have, is reported before any model loads
-        paths = resolve_served_versions(
-            settings.model_store,
-            settings.model_name,
-            settings.model_version,
-            settings.model_versions,
-        )
-        versions = [open_version(path) for path in paths]
+        versions = served_versions(settings)
         runtimes = [resolve_runtime(settings.runtime, version) for version in versions]
     except ModelStoreError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
@@ -148,7 +142,6 @@ def serve(settings: Settings, routers: Sequence[APIRouter] = ()) -> int:
         budget = process_budget(settings.threads)
         import_tensorflow(verbose=settings.log_level == "DEBUG", threads=budget.size)
     from app.connections import guarded_protocol
-    from app.main import create_app, load_classifier
 
     try:  # each verified once, above
         classifiers = [load_classifier(settings, version) for version in versions]

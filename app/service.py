@@ -243,22 +243,24 @@ class PredictionService:
         self.settings = settings
         self.metrics = metrics
         self.decoding = DecodeLanes(settings.decode_workers, settings.max_image_pixels)
-        self.gate = Gate(
-            settings,
-            queue_depth=lambda: sum(m.batcher.depth for m in self.models.values()),
-            worker_failed=lambda: any(m.batcher.failure is not None for m in self.models.values()),
-        )
+        self.gate = Gate(settings, self.queue_depth, self.worker_failed)
         self.models = {
             c.version: ModelService(c, e, settings, metrics, self.gate, self.decoding)
             for c, e in zip(classifiers, explainers, strict=True)
         }
         self.name = classifiers[0].name
         self.default_version = classifiers[0].version
-        metrics.track_queue(lambda: sum(m.batcher.depth for m in self.models.values()))
+        metrics.track_queue(self.queue_depth)
         metrics.ready.set_function(lambda: float(self.gate.health == "ok"))
-        metrics.batch_worker_up.set_function(
-            lambda: float(all(m.batcher.failure is None for m in self.models.values()))
-        )
+        metrics.batch_worker_up.set_function(lambda: float(not self.worker_failed()))
+
+    def queue_depth(self) -> int:
+        """Images waiting for a model, every version's batcher together."""
+        return sum(m.batcher.depth for m in self.models.values())
+
+    def worker_failed(self) -> bool:
+        """Whether any version's batch worker has died."""
+        return any(m.batcher.failure is not None for m in self.models.values())
 
     @property
     def versions(self) -> list[str]:
