@@ -59,9 +59,16 @@ class Upload:
         return 3 if self.open_inference else 2
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+def error_responses(
+    model: type[ErrorResponse | ProtocolError], descriptions: dict[int, str]
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, each with its body model and description."""
+    return {status: {"model": model, "description": d} for status, d in descriptions.items()}
+
+
+ERRORS = error_responses(
+    ErrorResponse,
+    {
         400: "empty_file or invalid_image",
         401: "unauthorized (only when an API key is configured)",
         413: "payload_too_large",
@@ -69,12 +76,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         404: "unknown_version: ?version= names a version not served",
         422: "missing_file, image_too_large, too_many_files or invalid_parameter",
         503: "overloaded, deadline_exceeded or draining (with Retry-After)",
-    }.items()
-}
+    },
+)
 # The protocol's infer routes: the same statuses, in its error shape.
-PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProtocolError, "description": description}
-    for status, description in {
+PROTOCOL_ERRORS = error_responses(
+    ProtocolError,
+    {
         400: "a request the protocol or the model cannot take, or a poster that is not an image",
         401: "unauthorized (only when an API key is configured)",
         404: "an unknown model or version",
@@ -82,8 +89,8 @@ PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
         415: "unsupported_format",
         422: "too many posters, or one too large",
         503: "overloaded, deadline_exceeded or draining (with Retry-After)",
-    }.items()
-}
+    },
+)
 # Content types of a raw upload (the body is the image itself); the bytes decide the format.
 RAW_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "application/octet-stream")
 RAW_BODY = {

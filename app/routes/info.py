@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -15,12 +14,11 @@ from app.schemas import (
     GenresResponse,
     ModelInfo,
 )
+from app.uploads import error_responses
 
 router = APIRouter(tags=["model"])
 logger = logging.getLogger("app")
-UNKNOWN_VERSION: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "unknown_version"}
-}
+UNKNOWN_VERSION = error_responses(ErrorResponse, {404: "unknown_version"})
 
 
 @router.get("/genres", response_model=GenresResponse, responses=UNKNOWN_VERSION)

@@ -32,17 +32,13 @@ from app.open_inference import (
 )
 from app.schemas import ProtocolError
 from app.service import ModelService, PredictionService
-from app.uploads import Upload, unless_client_leaves, upload_route
+from app.uploads import Upload, error_responses, unless_client_leaves, upload_route
 from poster_genres.errors import PosterGenresError
 from poster_genres.pipeline import Scored
 
 router = APIRouter(tags=["open inference protocol"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProtocolError, "description": "an unknown model or version"}
-}
-NOT_READY: dict[int | str, dict[str, Any]] = {
-    503: {"model": ProtocolError, "description": "loading or draining"}
-}
+NOT_FOUND = error_responses(ProtocolError, {404: "an unknown model or version"})
+NOT_READY = error_responses(ProtocolError, {503: "loading or draining"})
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"
 INFER = Upload(batch=True, open_inference=True)
