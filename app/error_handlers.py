@@ -100,34 +100,21 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    headers: dict[str, str] | None = None,
-    *,
-    protocol: bool = False,
+    status: int, code: str, message: str, scope: Scope, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """Our error shape; the protocol's (`{"error": message}`) when `protocol`."""
-    error = {"code": code, "message": message, "request_id": request_id}
-    body: dict[str, object] = {"error": message} if protocol else {"error": error}
+    """The error answer to the request of `scope`: our shape, or the protocol's
+    (`{"error": message}`) under /v2. Its code is recorded for the access log and metrics, which
+    cannot read it from the protocol's body."""
+    state = scope.setdefault("state", {})
+    state["error_code"] = code
+    error = {"code": code, "message": message, "request_id": state.get("request_id", "")}
+    body: dict[str, object] = {"error": message} if speaks_protocol(scope) else {"error": error}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def domain_error_response(exc: PosterGenresError, scope: Scope) -> JSONResponse:
     """The JSON error for one of our errors, with its status and headers from the table."""
-    state = scope.setdefault("state", {})
-    # For the access log and metrics, whatever shape the body takes (the protocol's has no code).
-    state["error_code"] = exc.code
-    request_id = state.get("request_id", "")
-    return error_response(
-        status_of(exc),
-        exc.code,
-        exc.message,
-        request_id,
-        headers_of(exc),
-        protocol=speaks_protocol(scope),
-    )
+    return error_response(status_of(exc), exc.code, exc.message, scope, headers_of(exc))
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -164,14 +151,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 413:
         # The rest of an oversized body is not worth reading: close instead of draining it.
         headers["Connection"] = "close"
-    return error_response(
-        exc.status_code,
-        code,
-        message,
-        request_id_of(request),
-        headers or None,
-        protocol=speaks_protocol(request.scope),
-    )
+    return error_response(exc.status_code, code, message, request.scope, headers or None)
 
 
 async def _body_refused(request: Request, exc: Exception) -> JSONResponse:
@@ -192,19 +172,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 422,
                 "missing_file",
                 f"The multipart form has no '{field}' field.",
-                request_id_of(request),
-                protocol=speaks_protocol(request.scope),
+                request.scope,
             )
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
     message = f"{where}: {first.get('msg', 'invalid value')}" if where else "Invalid request."
-    return error_response(
-        422,
-        "invalid_parameter",
-        message,
-        request_id_of(request),
-        protocol=speaks_protocol(request.scope),
-    )
+    return error_response(422, "invalid_parameter", message, request.scope)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -214,8 +187,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         500,
         "internal_error",
         "The server failed on this request.",
-        request_id_of(request),
-        protocol=speaks_protocol(request.scope),
+        request.scope,
     )
 
 
