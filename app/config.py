@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(5.0, ge=0, description="wait for more images to batch")
     max_queue: int = Field(64, ge=1, description="images waiting for the model; beyond: 503")
     decode_workers: int = Field(2, ge=1, description="images decoded at once")
+    excess_refusals_per_s: float = Field(
+        2.0,
+        gt=0,
+        description="uploads whose header declares more decoding than allowed (pixels, JPEG "
+        "scans) are refused 422 at most this many a second after a burst of 4; the others wait "
+        "their turn (up to 5 s)",
+    )
     request_deadline_s: float = Field(10.0, gt=0, description="queued longer than this: 503")
     max_explanations: int = Field(
         2, ge=1, description="/explain requests in progress at once (each takes the model ~25 ms)"

@@ -123,9 +123,11 @@ class ModelService:
         )
 
     async def _prepare(self, data: bytes, started: float) -> PreparedPoster:
+        # An excessive upload is refused (in its turn) without counting as an image in progress.
+        work = await self.decoding.declared(data)
         self.gate.admitted += 1
         try:
-            return await self.decoding.prepare(data, self._remaining_s(started))
+            return await self.decoding.prepare(data, work, self._remaining_s(started))
         finally:
             self.gate.admitted -= 1
 
@@ -242,7 +244,11 @@ class PredictionService:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.decoding = DecodeLanes(settings.decode_workers, settings.max_image_pixels)
+        self.decoding = DecodeLanes(
+            settings.decode_workers,
+            settings.max_image_pixels,
+            settings.excess_refusals_per_s,
+        )
         self.gate = Gate(settings, self.queue_depth, self.worker_failed)
         self.models = {
             c.version: ModelService(c, e, settings, metrics, self.gate, self.decoding)

@@ -444,3 +444,55 @@ def test_a_progressive_jpeg_is_refused_when_pixels_times_scans_are_too_many() ->
         decode_poster(progressive_jpeg(extra_scans=1, size=(2000, 3200)))
     baseline = poster_bytes(size=(4000, 4000))
     assert decode_poster(baseline).width == 4000  # 16 MP in one pass is fine
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["4:4:4", "4:2:2", "4:2:0", "progressive", "grey", "grey progressive", "restart markers"],
+)
+def test_a_plain_jpeg_decodes_in_one_pass_to_pillows_own_pixels(variant: str) -> None:
+    from poster_genres.preprocessing import _plain_jpeg_to_rgb, decode_poster
+
+    rng = np.random.default_rng(7)
+    image = Image.fromarray(rng.integers(0, 256, (451, 299, 3), dtype=np.uint8))
+    options: dict[str, object] = {"quality": 85}
+    if variant.startswith("4:"):
+        options["subsampling"] = variant
+    if "progressive" in variant:
+        options["progressive"] = True
+    if "grey" in variant:
+        image = image.convert("L")
+    if variant == "restart markers":
+        options["restart_marker_blocks"] = 3
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **options)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as opened:
+        assert _plain_jpeg_to_rgb(opened, data) is not None
+        pillow = np.asarray(opened.convert("RGB"))
+    assert np.array_equal(np.asarray(decode_poster(data).image), pillow)
+
+
+def test_jpegs_with_something_to_transform_take_pillows_path() -> None:
+    from poster_genres.preprocessing import _plain_jpeg_to_rgb
+
+    def jpeg(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", **options)
+        return buffer.getvalue()
+
+    rotated = Image.Exif()
+    rotated[0x0112] = 6
+    upright = Image.Exif()
+    upright[0x0112] = 1
+    plain = Image.new("RGB", (300, 450), (10, 120, 200))
+    cases = {
+        "cmyk": (jpeg(plain.convert("CMYK")), False),
+        "rotated": (jpeg(plain, exif=rotated), False),
+        "upright": (jpeg(plain, exif=upright), True),
+        "800 px high": (jpeg(plain.resize((300, 800))), False),
+        "799 px high": (jpeg(plain.resize((300, 799))), True),
+    }
+    for name, (data, plain_path) in cases.items():
+        with Image.open(io.BytesIO(data)) as opened:
+            assert (_plain_jpeg_to_rgb(opened, data) is not None) is plain_path, name

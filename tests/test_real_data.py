@@ -137,3 +137,27 @@ def test_no_dataset_poster_comes_near_the_jpeg_scan_cap_or_ends_early(real_data:
     scans = {data.count(b"\xff\xda") for data in posters}
     assert scans == {1} and MAX_JPEG_SCANS > 1  # every one is a baseline JPEG
     assert [data for data in posters if _jpeg_data_ends_early(data)] == []
+
+
+def test_every_dataset_poster_decodes_to_pillows_own_pixels(real_data: Path) -> None:
+    """Plain JPEGs are decoded once by libjpeg-turbo through simplejpeg (with the truncation check
+    of the same pass): the pixels must be exactly those of Pillow's decoder, which training used."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from poster_genres.preprocessing import _plain_jpeg_to_rgb
+
+    differ, slow = [], []
+    for path in sorted((real_data / "Images").glob("*.jpg")):
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            single_pass = _plain_jpeg_to_rgb(image, data)
+            pillow = np.asarray(image.convert("RGB"))
+        if single_pass is None:
+            slow.append(path.name)
+        elif not np.array_equal(np.asarray(single_pass), pillow):
+            differ.append(path.name)
+    assert differ == []
+    assert slow == []  # every poster takes the single-pass path (decode_poster's, tested)

@@ -276,12 +276,57 @@ def test_uploads_declaring_heavy_decoding_decode_alone_at_the_lowest_priority(
         assert threads["decode_0"] == 0
 
 
-def test_decode_work_is_pixels_times_passes_from_the_header() -> None:
-    from poster_genres.preprocessing import decode_work
+def test_declared_work_is_pixels_times_passes_from_the_header() -> None:
+    from poster_genres.preprocessing import DeclaredWork, declared_work
     from tests.test_imaging import progressive_jpeg
 
-    assert decode_work(poster_bytes(size=(300, 444))) == 300 * 444
-    assert decode_work(progressive_jpeg()) == 400 * 600 * 10
-    assert decode_work(progressive_jpeg(extra_scans=40)) == 400 * 600 * 50
-    assert decode_work(poster_bytes(size=(40, 30), fmt="PNG")) == 1200
-    assert decode_work(b"not an image") == 0
+    assert declared_work(poster_bytes(size=(300, 444))) == DeclaredWork(300, 444, 1)
+    assert declared_work(progressive_jpeg()) == DeclaredWork(400, 600, 10)
+    bomb = declared_work(progressive_jpeg(extra_scans=40))
+    assert bomb is not None and bomb.passes == 400 * 600 * 50
+    assert declared_work(poster_bytes(size=(40, 30), fmt="PNG")) == DeclaredWork(40, 30, 1)
+    assert declared_work(b"not an image") is None
+
+
+def test_refusals_of_excessive_uploads_are_paced_while_posters_are_answered_at_once(
+    tiny_store: Path,
+) -> None:
+    """Four clients re-sending a bomb back to back got 150 refusals a second and took 40% of
+    the predictions' throughput: after a burst of 4, these refusals take turns (here 5 a second),
+    and nothing else waits for them."""
+    from tests.test_imaging import progressive_jpeg
+
+    bomb = {"file": ("bomb.jpg", progressive_jpeg(extra_scans=190), "image/jpeg")}
+    env = {"POSTER_EXCESS_REFUSALS_PER_S": "5"}
+    with running_service(tiny_store, env) as service, httpx.Client(base_url=service.url) as client:
+        assert client.post("/predict", files={"file": ("p.jpg", POSTER)}).status_code == 200
+        waits = []
+        for _ in range(8):
+            started = time.perf_counter()
+            response = client.post("/predict", files=bomb, timeout=30)
+            waits.append(time.perf_counter() - started)
+            assert response.status_code == 422
+            assert response.json()["error"]["code"] == "image_too_large"
+        assert max(waits[:4]) < 0.1, waits  # the burst: answered at once
+        assert min(waits[4:]) > 0.1, waits  # then one turn each (0.2 s)
+        assert sum(waits) > 0.7, waits
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(client.post, "/predict", files=bomb, timeout=30)
+            time.sleep(0.05)
+            started = time.perf_counter()
+            poster = httpx.post(f"{service.url}/predict", files={"file": ("p.jpg", POSTER)})
+            assert poster.status_code == 200
+            assert time.perf_counter() - started < 0.15  # a poster never waits for a bomb's turn
+            assert not waiting.done()
+            assert waiting.result().status_code == 422
+
+
+def test_pace_gives_a_burst_then_turns_and_never_waits_longer_than_its_cap() -> None:
+    from app.pace import Pace
+
+    now = [100.0]
+    pace = Pace(per_s=2, burst=3, max_wait_s=1.0, clock=lambda: now[0])
+    assert [pace.wait_s() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [pace.wait_s() for _ in range(3)] == [0.5, 1.0, 1.0]  # the third is capped
+    now[0] += 10  # quiet for a while: the burst is back
+    assert [pace.wait_s() for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
