@@ -52,10 +52,10 @@ READING = """
 Reading it: the batch refusals are sent from the headers at once; httpx reads an answer only once
 it has sent its whole body, which the server drops for its 2 s lingering close, hence 2.2 s (it
 was 30 s and more: the whole upload, spooled). The scan bombs under and over the caps are refused
-(422) before decoding, yet 4 processes re-sending them back to back still cost predictions part
-of their throughput: each refusal's own server CPU (HTTP, multipart, the answer), as any flood
-of bad uploads with the key would. The 3264x3264 progressive JPEG is a legitimate image at the
-decoding-work cap, decoded at nice 19.
+(422) from their header, before decoding, and those refusals are paced (POSTER_EXCESS_REFUSALS_PER_S,
+2 a second after a burst of 4): 4 processes re-sending them back to back get one refusal per turn
+instead of 150 a second, each of which cost HTTP and multipart parsing on the predictions' cores.
+The 3264x3264 progressive JPEG is a legitimate image at the decoding-work cap, decoded at nice 19.
 """
 MEMORY_LIMIT = 3 * 2**30
 AUTH = {"X-API-Key": API_KEY}

@@ -9,7 +9,11 @@ How user uploads are normalised (pinned by tests):
 - The format is judged by the bytes, never by a file name or Content-Type. JPEG, PNG, WebP and GIF are
   decoded; TIFF, BMP, PSD, EPS/PostScript, ICO, JPEG 2000 and HEIF/AVIF are recognised and refused;
   anything else is not an image.
-- The declared pixel count is checked from the header, before any pixel is decoded.
+- The declared pixel count (and a JPEG's scans) is checked from the header, before any pixel is
+  decoded (`declared_work`, `check_declared_work`).
+- A plain poster JPEG (both sides under 800 px, no EXIF rotation, not CMYK) is decoded in one pass by
+  libjpeg-turbo through simplejpeg, which also catches truncation; its pixels are Pillow's own
+  (tested on every dataset poster). Everything else goes through Pillow.
 - EXIF orientation is applied; animated images use their first frame.
 - Transparency (RGBA, LA, palette with transparency) is composited over white, as posters are printed.
 - Grayscale and palette images become RGB; CMYK uses Pillow's CMYK->RGB conversion; 16-bit and 32-bit
