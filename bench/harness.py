@@ -57,6 +57,7 @@ class Row:
     connection_errors: int = 0
     peak_rss_mb: float = 0.0
     client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
     stages_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -426,9 +427,12 @@ def measure(
             row = Row(arch, kind, concurrency, duration_s)
             before = stage_sums(service.port) if kind != "baseline" else {}
             cpu = time.process_time()
+            server_stat = Path(f"/proc/{service.process.pid}/stat")
+            server_cpu = stat_cpu_s(server_stat)
             with RssSampler(service.process.pid) as sampler:
                 asyncio.run(drive(url, posters, concurrency, duration_s, row))
             row.client_cpu_s = time.process_time() - cpu
+            row.server_cpu_s = stat_cpu_s(server_stat) - server_cpu
             row.peak_rss_mb = sampler.peak
             if before:
                 after = stage_sums(service.port)

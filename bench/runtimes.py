@@ -11,6 +11,7 @@ Writes a Markdown report; the goals it reports on are the runtime issue's.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -153,7 +154,27 @@ def report(
         f"- Concurrency 1, LiteRT defaults: p50 {best1.pct(50):.1f} ms against LiteRT's batch-1 "
         f"call {lite1.ms_per_call:.1f} ms + 5 ms = {lite1.ms_per_call + 5:.1f} ms.",
     ]
+    lines += ceiling(best16, fastest)
     return "\n".join(lines) + "\n"
+
+
+def ceiling(row: Row, fastest: Alone) -> list[str]:
+    """What the CPU allows at best: every request's CPU (server and client) in that row, against
+    the cores, if they were never idle; and the most a request may cost outside the model for
+    85% of the fastest model-alone figure."""
+    cores = len(os.sched_getaffinity(0))
+    per_request_ms = (row.server_cpu_s + row.client_cpu_s) / max(row.ok, 1) * 1000
+    most = cores * 1000 / per_request_ms
+    allowed_ms = cores * 1000 / (0.85 * fastest.images_per_s) - fastest.cpu_ms_per_image
+    return [
+        f"- The CPU's own ceiling ({row.server}, concurrency 16): each answered request cost "
+        f"{per_request_ms:.1f} ms of CPU (server {row.server_cpu_s / max(row.ok, 1) * 1000:.1f}, "
+        f"client {row.client_cpu_s / max(row.ok, 1) * 1000:.1f}), so {cores} cores never idle "
+        f"answer at most {most:.1f} req/s = {most / fastest.images_per_s:.0%} of the fastest "
+        f"model-alone figure. The model alone costs {fastest.cpu_ms_per_image:.1f} ms of CPU an "
+        f"image at its fastest; 85% of it leaves {allowed_ms:.1f} ms a request for everything "
+        f"else (HTTP, decoding, the resize, the load client) on these cores.",
+    ]
 
 
 if __name__ == "__main__":
