@@ -9,6 +9,8 @@ How user uploads are normalised (pinned by tests):
 - The format is judged by the bytes, never by a file name or Content-Type. JPEG, PNG, WebP and GIF are
   decoded; TIFF, BMP, PSD, EPS/PostScript, ICO, JPEG 2000 and HEIF/AVIF are recognised and refused;
   anything else is not an image.
+- A file made of thousands of header pieces (JPEG markers, PNG chunks, GIF blocks), which Pillow would
+  read one at a time in Python, is refused before Pillow sees it (`poster_genres.structure`).
 - The declared pixel count (and a JPEG's scans) is checked from the header, before any pixel is
   decoded (`declared_work`, `check_declared_work`).
 - A plain poster JPEG (both sides under 800 px, no EXIF rotation, not CMYK) is decoded in one pass by
@@ -33,6 +35,7 @@ import simplejpeg
 from PIL import ExifTags, Image, ImageOps
 
 from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
+from poster_genres.structure import excessive_structure
 
 INPUT_SIZE = 400
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
@@ -192,7 +195,10 @@ def _scans(data: bytes) -> int:
 
 def declared_work(data: bytes) -> DeclaredWork | None:
     """The decoding work `data` declares, from its header; None for a header that cannot be read
-    (`decode_poster` refuses those at once)."""
+    (`decode_poster` refuses those at once), or whose structure is excessive (it is never handed
+    to Pillow's header parser here, on the caller's thread)."""
+    if excessive_structure(data) is not None:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -270,6 +276,9 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
     refused = _refused_format(data)
     if refused:
         raise UnsupportedFormat(f"{refused} images are not supported; send JPEG, PNG, WebP or GIF.")
+    excessive = excessive_structure(data)
+    if excessive is not None:
+        raise InvalidImage(f"The file is not read: {excessive}.")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below is stricter; Pillow's warning would only be noise.

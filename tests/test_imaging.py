@@ -496,3 +496,74 @@ def test_jpegs_with_something_to_transform_take_pillows_path() -> None:
     for name, (data, plain_path) in cases.items():
         with Image.open(io.BytesIO(data)) as opened:
             assert (_plain_jpeg_to_rgb(opened, data) is not None) is plain_path, name
+
+
+def _jpeg_with(pieces: bytes) -> bytes:
+    data = poster_bytes(size=(30, 45))
+    return data[:2] + pieces + data[2:]
+
+
+def _png_with(before: bytes = b"", after: bytes = b"") -> bytes:
+    data = poster_bytes(size=(30, 45), fmt="PNG")
+    ihdr_end, iend = 8 + 25, data.rindex(b"IEND") - 4
+    return data[:ihdr_end] + before + data[ihdr_end:iend] + after + data[iend:]
+
+
+def _png_chunk(kind: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _gif_with(extension: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", (30, 45), 3).save(buffer, "GIF")
+    data = buffer.getvalue()
+    packed = data[10]
+    start = 13 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0)
+    return data[:start] + extension + data[start:]
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("jpeg comments", _jpeg_with(b"\xff\xfe\x00\x02" * 100_000)),
+        ("jpeg stray bytes", _jpeg_with(b"\xff\xfe\x00\x02" + b"A" * 100_000)),
+        ("png chunks before the pixels", _png_with(before=_png_chunk(b"abCd") * 100_000)),
+        ("png chunks after the pixels", _png_with(after=_png_chunk(b"abCd") * 100_000)),
+        ("gif comment sub-blocks", _gif_with(b"\x21\xfe" + b"\x01A" * 100_000 + b"\x00")),
+    ],
+)
+def test_files_made_of_thousands_of_header_pieces_are_refused_before_pillow_reads_them(
+    name: str, data: bytes
+) -> None:
+    """Pillow reads each piece in Python: a million empty JPEG comments held the event loop for
+    2.5 s. Each of these files is a valid image that Pillow would decode."""
+    from poster_genres.preprocessing import declared_work
+
+    with pytest.raises(InvalidImage, match="is not read"):
+        decode_poster(data)
+    assert declared_work(data) is None
+
+
+def test_ordinary_header_pieces_are_read() -> None:
+    from poster_genres.preprocessing import declared_work
+
+    buffer = io.BytesIO()
+    noisy = Image.fromarray(np.random.default_rng(3).integers(0, 256, (600, 500, 3), np.uint8))
+    noisy.save(buffer, "PNG", compress_level=0)
+    whole = buffer.getvalue()
+    pixels, pos = b"", 8
+    while pos < len(whole):  # every IDAT's data, to split as libpng does: 8 KiB a chunk
+        length = struct.unpack(">I", whole[pos : pos + 4])[0]
+        if whole[pos + 4 : pos + 8] == b"IDAT":
+            pixels += whole[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    idat = b"".join(_png_chunk(b"IDAT", pixels[i : i + 8192]) for i in range(0, len(pixels), 8192))
+    libpng_like = whole[:33] + idat + _png_chunk(b"IEND")  # 110 chunks, ~900 KB
+    for data in (
+        _jpeg_with(b"\xff\xfe\x00\x05abc" * 200),
+        _png_with(before=_png_chunk(b"tEXt", b"k\x00v") * 500),
+        _gif_with(b"\x21\xfe" + b"\x01A" * 1000 + b"\x00"),
+        libpng_like,
+    ):
+        assert decode_poster(data).image.mode == "RGB"
+        assert declared_work(data) is not None

@@ -131,12 +131,14 @@ def test_genres_predictable_agrees_with_the_metadata_and_the_card(shipped: Path)
 
 def test_no_dataset_poster_comes_near_the_jpeg_scan_cap_or_ends_early(real_data: Path) -> None:
     from poster_genres.preprocessing import MAX_JPEG_SCANS, _jpeg_data_ends_early
+    from poster_genres.structure import excessive_structure
 
     posters = [p.read_bytes() for p in sorted((real_data / "Images").glob("*.jpg"))]
     assert len(posters) == 6119
     scans = {data.count(b"\xff\xda") for data in posters}
     assert scans == {1} and MAX_JPEG_SCANS > 1  # every one is a baseline JPEG
     assert [data for data in posters if _jpeg_data_ends_early(data)] == []
+    assert [data for data in posters if excessive_structure(data)] == []
 
 
 def test_every_dataset_poster_decodes_to_pillows_own_pixels(real_data: Path) -> None:
