@@ -39,6 +39,7 @@ from poster_genres.classifier import GenreClassifier
 from poster_genres.decision import shown
 from poster_genres.maps import Explainer
 from poster_genres.pipeline import PreparedPoster, Scored, render_overlay
+from poster_genres.preprocessing import DeclaredWork
 
 
 def _milliseconds(stages: dict[str, float]) -> dict[str, float]:
@@ -122,9 +123,9 @@ class ModelService:
             ),
         )
 
-    async def _prepare(self, data: bytes, started: float) -> PreparedPoster:
-        # An excessive upload is refused (in its turn) without counting as an image in progress.
-        work = await self.decoding.declared(data)
+    async def _prepare(
+        self, data: bytes, work: DeclaredWork | None, started: float
+    ) -> PreparedPoster:
         self.gate.admitted += 1
         try:
             return await self.decoding.prepare(data, work, self._remaining_s(started))
@@ -140,8 +141,10 @@ class ModelService:
         the caller): the poster, its probabilities and decision, where the time went and the
         size of the model call it was in. Counted in the metrics."""
         self.gate.admit()
+        # An excessive upload is refused (in its turn) before it counts as an image in progress.
+        work = await self.decoding.declared(data)
         started = time.perf_counter()
-        poster = await self._prepare(data, started)
+        poster = await self._prepare(data, work, started)
         result = await self.batcher.submit(poster.pixels, self._remaining_s(started))
         decision = self.classifier.decide(result.probabilities, top_k)
         stages = {
@@ -172,10 +175,12 @@ class ModelService:
         if explainer is None:
             raise NotSupported("This model version cannot explain its answers; /predict works.")
         self.gate.admit(explains=True)
+        # Before the explanation counts: a refusal's turn is neither a slot nor explaining time.
+        work = await self.decoding.declared(data)
         started = time.perf_counter()
         self.gate.explaining += 1
         try:
-            poster = await self._prepare(data, started)
+            poster = await self._prepare(data, work, started)
             explained = await self.batcher.run_alone(
                 lambda: explainer.explain(poster.pixels, genre_index), self._remaining_s(started)
             )

@@ -193,12 +193,26 @@ def _scans(data: bytes) -> int:
     return max(data.count(b"\xff\xda"), 1)
 
 
+def _png_or_gif_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's size from its IHDR, a GIF's from its logical screen, as Pillow reads them. Read
+    directly: Pillow's header reading would also inflate a PNG's compressed text chunks (up to
+    64 MB) on the caller's thread, which here is the event loop."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    return None
+
+
 def declared_work(data: bytes) -> DeclaredWork | None:
     """The decoding work `data` declares, from its header; None for a header that cannot be read
     (`decode_poster` refuses those at once), or whose structure is excessive (it is never handed
     to Pillow's header parser here, on the caller's thread)."""
     if excessive_structure(data) is not None:
         return None
+    declared = _png_or_gif_size(data)
+    if declared is not None:
+        return DeclaredWork(*declared, 1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -251,12 +265,13 @@ def _plain_jpeg_to_rgb(image: Image.Image, data: bytes) -> Image.Image | None:
     pass, in about half the time of Pillow's decode plus the separate check. None when the
     general path must decide: a side of 800 or more (draft scaling), CMYK, an EXIF rotation, an
     MPO, or a warning that is not the end of the data."""
-    if (
-        image.format != "JPEG"
-        or image.mode not in ("RGB", "L")
-        or max(image.size) >= SHRINK_ABOVE
-        or image.getexif().get(ExifTags.Base.Orientation, 1) != 1
-    ):
+    if image.format != "JPEG" or image.mode not in ("RGB", "L") or max(image.size) >= SHRINK_ABOVE:
+        return None
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        return None  # malformed EXIF: the general path decides (and refuses it as corrupt)
+    if orientation != 1:
         return None
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)

@@ -503,6 +503,10 @@ def _jpeg_with(pieces: bytes) -> bytes:
     return data[:2] + pieces + data[2:]
 
 
+def _jpeg_segment(marker: int, body: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
+
+
 def _png_with(before: bytes = b"", after: bytes = b"") -> bytes:
     data = poster_bytes(size=(30, 45), fmt="PNG")
     ihdr_end, iend = 8 + 25, data.rindex(b"IEND") - 4
@@ -530,6 +534,26 @@ def _gif_with(extension: bytes) -> bytes:
         ("png chunks before the pixels", _png_with(before=_png_chunk(b"abCd") * 100_000)),
         ("png chunks after the pixels", _png_with(after=_png_chunk(b"abCd") * 100_000)),
         ("gif comment sub-blocks", _gif_with(b"\x21\xfe" + b"\x01A" * 100_000 + b"\x00")),
+        ("gif stray bytes", _gif_with(b"\x00" * 100_000)),
+        ("jpeg end-of-image markers", _jpeg_with(b"\xff\xd9" * 100_000)),
+        (
+            "jpeg exif segments",
+            _jpeg_with(_jpeg_segment(0xE1, b"Exif\x00\x00MM" + b"\x00" * 64) * 64),
+        ),
+        (
+            "jpeg quantization tables",
+            _jpeg_with(_jpeg_segment(0xDB, b"\x00" + b"\x01" * 64) * 5000),
+        ),
+        (
+            "jpeg photoshop resources",
+            _jpeg_with(
+                _jpeg_segment(0xED, b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00" + b"\x00" * 4)
+                * 100
+                + _jpeg_segment(
+                    0xED, b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00\x00\x00\x00\x00" * 5000
+                )
+            ),
+        ),
     ],
 )
 def test_files_made_of_thousands_of_header_pieces_are_refused_before_pillow_reads_them(
@@ -559,11 +583,52 @@ def test_ordinary_header_pieces_are_read() -> None:
         pos += 12 + length
     idat = b"".join(_png_chunk(b"IDAT", pixels[i : i + 8192]) for i in range(0, len(pixels), 8192))
     libpng_like = whole[:33] + idat + _png_chunk(b"IEND")  # 110 chunks, ~900 KB
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    thumbnail = b"8BIM\x04\x0c\x00\x00" + struct.pack(">I", 30_000) + b"\x00" * 30_000
+    camera = (
+        _jpeg_segment(0xE1, exif.tobytes() + b"\x00" * 60_000)
+        + _jpeg_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + b"\x00" * 3_000)
+        + _jpeg_segment(
+            0xED, b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00\x00\x00\x00\x00" * 20 + thumbnail
+        )
+        + _jpeg_segment(0xE1, b"http://ns.adobe.com/xmp/extension/\x00" + b"x" * 60_000) * 30
+    )
     for data in (
         _jpeg_with(b"\xff\xfe\x00\x05abc" * 200),
+        _jpeg_with(camera),
         _png_with(before=_png_chunk(b"tEXt", b"k\x00v") * 500),
         _gif_with(b"\x21\xfe" + b"\x01A" * 1000 + b"\x00"),
         libpng_like,
     ):
         assert decode_poster(data).image.mode == "RGB"
         assert declared_work(data) is not None
+
+
+def test_a_jpeg_with_a_malformed_exif_segment_decodes_like_any_other() -> None:
+    """Reading the EXIF orientation raised SyntaxError (a 500) once the JFIF density meant Pillow
+    had not read the EXIF itself while opening; the image is fine without its EXIF."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (5, 6, 7)).save(buffer, "JPEG", dpi=(72, 72))
+    data = buffer.getvalue()
+    malformed = data[:2] + _jpeg_segment(0xE1, b"Exif\x00\x00NOTATIFF") + data[2:]
+    assert decode_poster(malformed).image.size == (16, 16)
+
+
+def test_the_declared_size_of_a_png_or_gif_is_read_without_pillow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow's header reading inflates a PNG's compressed text chunks (up to 64 MB), and the
+    declared work is read on the event loop."""
+    from poster_genres.preprocessing import DeclaredWork, declared_work
+
+    text = _png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"x" * 1_000_000))
+    png = _png_with(before=text)
+    gif = _gif_with(b"")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Pillow was asked")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    assert declared_work(png) == DeclaredWork(30, 45, 1)
+    assert declared_work(gif) == DeclaredWork(30, 45, 1)

@@ -342,3 +342,22 @@ def test_pace_gives_a_burst_then_turns_and_never_waits_longer_than_its_cap() -> 
     assert [pace.wait_s() for _ in range(3)] == [0.5, 1.0, 1.0]  # the third is capped
     now[0] += 10  # quiet for a while: the burst is back
     assert [pace.wait_s() for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
+
+
+def test_a_refusal_waiting_for_its_turn_holds_no_explanation_slot(tiny_store: Path) -> None:
+    """An excessive /explain upload waited for its turn while counting as an explanation in
+    progress (and was then charged as explaining time), so real explanations got 503."""
+    from tests.test_imaging import progressive_jpeg
+
+    bomb = {"file": ("bomb.jpg", progressive_jpeg(extra_scans=190), "image/jpeg")}
+    env = {"POSTER_EXCESS_REFUSALS_PER_S": "1", "POSTER_MAX_EXPLANATIONS": "1"}
+    with running_service(tiny_store, env) as service, httpx.Client(base_url=service.url) as client:
+        for _ in range(4):  # the burst, answered at once
+            assert client.post("/predict", files=bomb).status_code == 422
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.post, f"{service.url}/explain", files=bomb, timeout=30)
+            time.sleep(0.3)
+            assert not waiting.done()  # its turn is a second away
+            explained = client.post("/explain", files={"file": ("p.jpg", POSTER)}, timeout=30)
+            assert explained.status_code == 200
+            assert waiting.result().status_code == 422
