@@ -163,13 +163,16 @@ def ceiling(row: Row, fastest: Alone) -> list[str]:
     the cores, if they were never idle; and the most a request may cost outside the model for
     85% of the fastest model-alone figure."""
     cores = len(os.sched_getaffinity(0))
-    per_request_ms = (row.server_cpu_s + row.client_cpu_s) / max(row.ok, 1) * 1000
+    server_ms, client_ms = (
+        cpu_s / max(row.ok, 1) * 1000 for cpu_s in (row.server_cpu_s, row.client_cpu_s)
+    )
+    per_request_ms = server_ms + client_ms
     most = cores * 1000 / per_request_ms
     allowed_ms = cores * 1000 / (0.85 * fastest.images_per_s) - fastest.cpu_ms_per_image
     return [
         f"- The CPU's own ceiling ({row.server}, concurrency 16): each answered request cost "
-        f"{per_request_ms:.1f} ms of CPU (server {row.server_cpu_s / max(row.ok, 1) * 1000:.1f}, "
-        f"client {row.client_cpu_s / max(row.ok, 1) * 1000:.1f}), so {cores} cores never idle "
+        f"{per_request_ms:.1f} ms of CPU (server {server_ms:.1f}, "
+        f"client {client_ms:.1f}), so {cores} cores never idle "
         f"answer at most {most:.1f} req/s = {most / fastest.images_per_s:.0%} of the fastest "
         f"model-alone figure. The model alone costs {fastest.cpu_ms_per_image:.1f} ms of CPU an "
         f"image at its fastest; 85% of it leaves {allowed_ms:.1f} ms a request for everything "

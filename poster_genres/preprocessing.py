@@ -35,7 +35,7 @@ import simplejpeg
 from PIL import ExifTags, Image, ImageOps
 
 from poster_genres.errors import EmptyFile, ImageTooLarge, InvalidImage, UnsupportedFormat
-from poster_genres.structure import excessive_structure
+from poster_genres.structure import GIF_SIGNATURES, PNG_SIGNATURE, excessive_structure
 
 INPUT_SIZE = 400
 INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
@@ -197,9 +197,9 @@ def _png_or_gif_size(data: bytes) -> tuple[int, int] | None:
     """A PNG's size from its IHDR, a GIF's from its logical screen, as Pillow reads them. Read
     directly: Pillow's header reading would also inflate a PNG's compressed text chunks (up to
     64 MB) on the caller's thread, which here is the event loop."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+    if data[:6] in GIF_SIGNATURES and len(data) >= 10:
         return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
     return None
 
@@ -217,11 +217,16 @@ def declared_work(data: bytes) -> DeclaredWork | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                width, height = image.size
-                jpeg = image.format in ("JPEG", "MPO")
+                return _work_of(image, data)
     except Exception:
         return None
-    return DeclaredWork(width, height, _scans(data) if jpeg else 1)
+
+
+def _work_of(image: Image.Image, data: bytes) -> DeclaredWork:
+    """The work an opened image declares: a JPEG (or an MPO, whose first picture is a JPEG) makes
+    one pass per scan."""
+    jpeg = image.format in ("JPEG", "MPO")
+    return DeclaredWork(image.width, image.height, _scans(data) if jpeg else 1)
 
 
 def check_declared_work(work: DeclaredWork, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -308,9 +313,7 @@ def decode_poster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decod
     width, height = image.size
     # An MPO (a camera's multi-picture JPEG) is a JPEG whose first picture is the poster.
     fmt = "JPEG" if image.format == "MPO" else image.format or "UNKNOWN"
-    check_declared_work(
-        DeclaredWork(width, height, _scans(data) if fmt == "JPEG" else 1), max_pixels=max_pixels
-    )
+    check_declared_work(_work_of(image, data), max_pixels=max_pixels)
     if fmt == "JPEG":
         rgb = _plain_jpeg_to_rgb(image, data)
         if rgb is not None:

@@ -25,6 +25,8 @@ MAX_HEADER_STEPS = 4096
 # PNG: chunks in the whole file, beyond one per 4 KiB of the file.
 MAX_PNG_CHUNKS = 1024
 PNG_CHUNK_ALLOWANCE_BYTES = 4096
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 
 
 def excessive_structure(data: bytes) -> str | None:
@@ -34,11 +36,11 @@ def excessive_structure(data: bytes) -> str | None:
             f"the JPEG has more than {MAX_HEADER_STEPS:,} marker segments or stray bytes before "
             "its first scan"
         )
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
+    if data[:8] == PNG_SIGNATURE:
         limit = MAX_PNG_CHUNKS + len(data) // PNG_CHUNK_ALLOWANCE_BYTES
         if _png_chunks(data, limit) > limit:
             return f"the PNG has more than {limit:,} chunks"
-    if data[:6] in (b"GIF87a", b"GIF89a") and _gif_steps(data) > MAX_HEADER_STEPS:
+    if data[:6] in GIF_SIGNATURES and _gif_steps(data) > MAX_HEADER_STEPS:
         return f"the GIF has more than {MAX_HEADER_STEPS:,} blocks before its first image"
     return None
 
